@@ -1,0 +1,1 @@
+"""Toy dynamics (unconstrained features, Gaussian mixtures) run against ``theory``."""
