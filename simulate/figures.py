@@ -1,0 +1,262 @@
+"""Figures of the UFM simulations (Thm. 4.3): trajectories, time-scale separation, tau2 scaling.
+
+Every function takes computed results (or computes them, for :func:`make_figures`) and writes one
+PNG with matplotlib's Agg backend (no display needed); each returns the path it wrote. Files are
+written atomically (temporary file, then ``os.replace``).
+
+:func:`make_figures` regenerates the committed figures in ``figures/``
+(``ncgrok simulate figures --out figures/``):
+
+* ``ufm_timescales.png``: relative training loss and RNC1 against the step for several weight
+  decays (log axes): the loss falls at a time independent of ``lambda``; RNC1 falls only after
+  about ``1/(eta lambda)`` steps -- the separation of time scales behind grokking.
+* ``ufm_tau2_scaling.png``: measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)``, log-log,
+  with the prediction ``tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)`` and the fitted slope.
+
+If the Gaussian-mixture module provides figures (``simulate.mixture.make_figures(out_dir)``
+returning the paths it wrote), they are generated as well.
+"""
+from __future__ import annotations
+
+import importlib
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from simulate.trajectories import TimeScales, collapse_scaling, rnc1_column, sweep_ufm, time_scales
+from simulate.ufm import UFMConfig, UFMResult, simulate_ufm
+
+__all__ = [
+    "plot_trajectory",
+    "plot_timescale_separation",
+    "plot_tau2_scaling",
+    "make_figures",
+    "FIGURE_WEIGHT_DECAYS",
+]
+
+# Weight decays of the committed figures: one decade and a half at lr = 0.1.
+FIGURE_WEIGHT_DECAYS = (1e-3, 2e-3, 5e-3, 1e-2, 3e-2)
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(figure: Any, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.stem + ".", suffix=".png")
+    os.close(handle)
+    try:
+        figure.savefig(temporary, dpi=120, format="png", bbox_inches="tight")
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    finally:
+        _pyplot().close(figure)
+    return path
+
+
+def _positive_steps(result: UFMResult) -> np.ndarray:
+    return result["step"] > 0
+
+
+def _describe(config: UFMConfig) -> str:
+    counts = config.class_counts
+    samples = f"n_c={counts[0]}" if len(set(counts)) == 1 else f"n_c={list(counts)}"
+    return f"K={config.num_classes}, {samples}, p={config.feature_dim}, init {config.init_scale:g}"
+
+
+def plot_trajectory(
+    result: UFMResult, path: str | os.PathLike, *, scales: TimeScales | None = None
+) -> Path:
+    """One run: relative loss, RNC1, the within-class spread in the row / null space of ``W`` and
+    the imbalance ``||W^T W - H H^T||_F`` against the step (log axes), with ``tau1``, ``tau2``
+    (measured, solid) and the ``tau2`` prediction (dotted) marked."""
+    plt = _pyplot()
+    config = result.config
+    scales = time_scales(result) if scales is None else scales
+    keep = _positive_steps(result)
+    steps = result["step"][keep]
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    left, right = axes
+    left.plot(steps, result["loss_relative"][keep], label="loss / loss(0)", color="tab:blue")
+    column = rnc1_column(scales.scale)
+    left.plot(steps, result[column][keep], label=f"RNC1 ({scales.scale} scale)", color="tab:red")
+    left.axhline(scales.eps1, color="tab:blue", lw=0.8, ls=":")
+    left.axhline(scales.eps2, color="tab:red", lw=0.8, ls=":")
+    right.plot(steps, _floor(result["spread_row"][keep]), label="spread in row space of W", color="tab:green")
+    right.plot(steps, _floor(result["spread_null"][keep]), label="spread in null space of W", color="tab:purple")
+    right.plot(steps, _floor(result["imbalance"][keep]), label="||W^T W - H H^T||_F", color="tab:gray")
+    if config.weight_decay > 0 and math.isfinite(scales.tau1):
+        start = float(np.interp(scales.tau1, result["step"], result["spread_null"]))
+        grid = steps[steps >= scales.tau1]
+        decay = (1.0 - config.lr * config.weight_decay) ** (2.0 * (grid - scales.tau1))
+        right.plot(grid, start * decay, color="black", lw=0.8, ls="--", label="(1 - eta lambda)^(2(t - tau1))")
+    for axis in axes:
+        for value, style, label in (
+            (scales.tau1, "-", "tau1"),
+            (scales.tau2, "-", "tau2"),
+            (scales.tau2_predicted, ":", "tau2 predicted"),
+        ):
+            if math.isfinite(value) and value > 0:
+                axis.axvline(value, color="black", lw=0.7, ls=style, alpha=0.6)
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("step")
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(fontsize=8, loc="lower left")
+    left.set_title("fit and collapse (vertical: tau1, tau2; dotted: predicted tau2)", fontsize=9)
+    right.set_title("within-class spread split by the classifier's row / null space", fontsize=9)
+    figure.suptitle(
+        f"UFM, GD with lr={config.lr:g}, weight decay={config.weight_decay:g} ({_describe(config)})", fontsize=10
+    )
+    return _save(figure, path)
+
+
+def _floor(values: np.ndarray) -> np.ndarray:
+    """Values with exact zeros (or rounding-level negatives) hidden from a log axis."""
+    values = np.asarray(values, dtype=float).copy()
+    values[values <= 0] = np.nan
+    return values
+
+
+def plot_timescale_separation(results: Sequence[UFMResult], path: str | os.PathLike) -> Path:
+    """Several weight decays: relative training loss (left) and RNC1 (right) against the step,
+    log axes, with each run's measured ``tau1`` / ``tau2`` marked."""
+    plt = _pyplot()
+    if not results:
+        raise ValueError("results must hold at least one UFMResult")
+    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
+    colours = plt.cm.viridis(np.linspace(0.0, 0.9, len(results)))
+    for result, colour in zip(results, colours):
+        config = result.config
+        scales = time_scales(result)
+        keep = _positive_steps(result)
+        steps = result["step"][keep]
+        label = f"lambda={config.weight_decay:g}"
+        left.plot(steps, result["loss_relative"][keep], color=colour, label=label)
+        right.plot(steps, result[rnc1_column(scales.scale)][keep], color=colour, label=label)
+        if math.isfinite(scales.tau1):
+            left.plot([scales.tau1], [scales.eps1], "o", color=colour, ms=4)
+        if math.isfinite(scales.tau2):
+            right.plot([scales.tau2], [scales.eps2], "o", color=colour, ms=4)
+    first = results[0].config
+    left.axhline(first.eps1, color="black", lw=0.7, ls=":")
+    right.axhline(first.eps2, color="black", lw=0.7, ls=":")
+    left.set_ylabel("training loss / initial loss")
+    right.set_ylabel(f"RNC1 ({first.scale} scale)")
+    left.set_title(f"fit: tau1 (dots, loss <= {first.eps1:g}) does not depend on lambda", fontsize=9)
+    right.set_title(f"collapse: tau2 (dots, RNC1 <= {first.eps2:g}) grows like 1/(eta lambda)", fontsize=9)
+    for axis in (left, right):
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("step")
+        axis.grid(True, which="major", alpha=0.3)
+        axis.legend(fontsize=8, loc="lower left")
+    figure.suptitle(
+        f"Time-scale separation in the unconstrained features model (Thm. 4.3), GD lr={first.lr:g}, "
+        f"{_describe(first)}",
+        fontsize=10,
+    )
+    return _save(figure, path)
+
+
+def plot_tau2_scaling(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -> Path:
+    """Measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)`` (log-log) for sweep rows
+    (from :func:`simulate.trajectories.sweep_ufm`), with the predicted ``tau2`` as a line and the
+    fitted log-log slope of ``tau2 - tau1`` against ``lambda`` per learning rate in the legend."""
+    plt = _pyplot()
+    rows = [row for row in rows if math.isfinite(row["tau2"])]
+    if not rows:
+        raise ValueError("no sweep row reached eps2; nothing to plot (lengthen the runs)")
+    figure, axis = plt.subplots(figsize=(6.4, 4.8))
+    rates = sorted({row["lr"] for row in rows})
+    markers = "osD^v<>"
+    for index, lr in enumerate(rates):
+        chosen = sorted((row for row in rows if row["lr"] == lr), key=lambda row: row["weight_decay"], reverse=True)
+        x = np.array([1.0 / (row["lr"] * row["weight_decay"]) for row in chosen])
+        marker = markers[index % len(markers)]
+        try:
+            fit = collapse_scaling(chosen, quantity="delay", lr=lr)
+            slope = f", slope of tau2-tau1 vs lambda {fit.slope:+.3f}"
+        except ValueError:
+            slope = ""
+        axis.plot(x, [row["tau2"] for row in chosen], marker, color=f"C{index}", label=f"tau2 measured, lr={lr:g}{slope}")
+        axis.plot(x, [row["delay"] for row in chosen], marker, mfc="none", color=f"C{index}", label=f"tau2 - tau1 measured, lr={lr:g}")
+        axis.plot(x, [row["tau2_predicted"] for row in chosen], "-", lw=1, color=f"C{index}",
+                  label="tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)")
+    all_x = np.array([1.0 / (row["lr"] * row["weight_decay"]) for row in rows])
+    axis.set_xscale("log")
+    axis.set_yscale("log")
+    axis.set_xlim(all_x.min() / 1.5, all_x.max() * 1.5)
+    axis.set_xlabel("1 / (eta lambda)")
+    axis.set_ylabel("steps")
+    axis.grid(True, which="both", alpha=0.3)
+    axis.legend(fontsize=7, loc="upper left")
+    axis.set_title(
+        f"UFM collapse time vs weight decay (Thm. 4.3; RNC1 <= {rows[0]['eps2']:g}, {rows[0]['scale']} scale)",
+        fontsize=9,
+    )
+    return _save(figure, path)
+
+
+def make_figures(
+    out_dir: str | os.PathLike = "figures",
+    *,
+    config: UFMConfig | None = None,
+    weight_decays: Sequence[float] = FIGURE_WEIGHT_DECAYS,
+    progress: Callable[[str], None] | None = None,
+    include_mixture: bool = True,
+) -> list[Path]:
+    """Regenerate the UFM figures (and, if available, the Gaussian-mixture ones) in ``out_dir``.
+
+    ``config`` (default :class:`UFMConfig` with ``lr=0.1``) fixes everything but the weight decay.
+    ``progress(message)`` reports each stage. Returns the paths written.
+    """
+    base = UFMConfig() if config is None else config
+    out_dir = Path(out_dir)
+    report = progress or (lambda message: None)
+    rows = sweep_ufm(base, weight_decays=list(weight_decays))
+    # One trajectory per weight decay, all on the same (longest) horizon so the curves are comparable.
+    horizon = int(max(row["steps_run"] for row in rows) * 1.3)
+    results = []
+    for decay in weight_decays:
+        report(f"trajectory for weight decay {decay:g}")
+        results.append(simulate_ufm(base.replace(weight_decay=decay, steps=horizon)))
+    written = [
+        plot_timescale_separation(results, out_dir / "ufm_timescales.png"),
+        plot_tau2_scaling(rows, out_dir / "ufm_tau2_scaling.png"),
+    ]
+    report(f"wrote {written[0]} and {written[1]}")
+    if include_mixture:
+        written.extend(_mixture_figures(out_dir, report))
+    return written
+
+
+def _mixture_figures(out_dir: Path, report: Callable[[str], None]) -> list[Path]:
+    """The Gaussian-mixture figures, through ``simulate.mixture.make_figures(out_dir)`` if it exists."""
+    try:
+        mixture = importlib.import_module("simulate.mixture")
+    except ModuleNotFoundError as error:
+        if error.name in ("simulate.mixture",):
+            return []
+        raise
+    maker = getattr(mixture, "make_figures", None)
+    if maker is None:
+        report("simulate.mixture has no make_figures(out_dir); skipped the Gaussian-mixture figures")
+        return []
+    report("Gaussian-mixture figures")
+    paths = maker(out_dir)
+    return [Path(path) for path in (paths or [])]
