@@ -27,8 +27,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from simulate.trajectories import TimeScales, collapse_scaling, rnc1_column, sweep_ufm, time_scales
-from simulate.ufm import UFMConfig, UFMResult, simulate_ufm
+from simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
+from simulate.ufm import UFMConfig, UFMResult, _default_mode, simulate_ufm
 
 __all__ = [
     "plot_trajectory",
@@ -36,10 +36,13 @@ __all__ = [
     "plot_tau2_scaling",
     "make_figures",
     "FIGURE_WEIGHT_DECAYS",
+    "FIGURE_SECOND_LR",
 ]
 
-# Weight decays of the committed figures: one decade and a half at lr = 0.1.
+# Weight decays of the committed figures (one and a half decades at lr = 0.1), and the second
+# learning rate of the scaling figure.
 FIGURE_WEIGHT_DECAYS = (1e-3, 2e-3, 5e-3, 1e-2, 3e-2)
+FIGURE_SECOND_LR = 0.2
 
 
 def _pyplot():
@@ -58,6 +61,7 @@ def _save(figure: Any, path: str | os.PathLike) -> Path:
     os.close(handle)
     try:
         figure.savefig(temporary, dpi=120, format="png", bbox_inches="tight")
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):
@@ -153,6 +157,10 @@ def plot_timescale_separation(results: Sequence[UFMResult], path: str | os.PathL
         if math.isfinite(scales.tau2):
             right.plot([scales.tau2], [scales.eps2], "o", color=colour, ms=4)
     first = results[0].config
+    # Below ~1e-6 eps2 the curves only continue the same geometric decay down to float64 rounding.
+    lowest = min(float(np.nanmin(result[rnc1_column(first.scale)])) for result in results)
+    highest = max(float(np.nanmax(result[rnc1_column(first.scale)])) for result in results)
+    right.set_ylim(max(lowest / 2, first.eps2 * 1e-6), highest * 3)
     left.axhline(first.eps1, color="black", lw=0.7, ls=":")
     right.axhline(first.eps2, color="black", lw=0.7, ls=":")
     left.set_ylabel("training loss / initial loss")
@@ -193,10 +201,12 @@ def plot_tau2_scaling(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
             slope = f", slope of tau2-tau1 vs lambda {fit.slope:+.3f}"
         except ValueError:
             slope = ""
-        axis.plot(x, [row["tau2"] for row in chosen], marker, color=f"C{index}", label=f"tau2 measured, lr={lr:g}{slope}")
-        axis.plot(x, [row["delay"] for row in chosen], marker, mfc="none", color=f"C{index}", label=f"tau2 - tau1 measured, lr={lr:g}")
+        axis.plot(x, [row["tau2"] for row in chosen], marker, ms=8, mfc="none", mew=1.5, color=f"C{index}",
+                  label=f"tau2 measured, lr={lr:g}{slope}")
+        axis.plot(x, [row["delay"] for row in chosen], "x", ms=5, color=f"C{index}",
+                  label=f"tau2 - tau1 measured, lr={lr:g}")
         axis.plot(x, [row["tau2_predicted"] for row in chosen], "-", lw=1, color=f"C{index}",
-                  label="tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)")
+                  label=f"predicted tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda), lr={lr:g}")
     all_x = np.array([1.0 / (row["lr"] * row["weight_decay"]) for row in rows])
     axis.set_xscale("log")
     axis.set_yscale("log")
@@ -217,24 +227,32 @@ def make_figures(
     *,
     config: UFMConfig | None = None,
     weight_decays: Sequence[float] = FIGURE_WEIGHT_DECAYS,
+    second_lr: float | None = FIGURE_SECOND_LR,
     progress: Callable[[str], None] | None = None,
     include_mixture: bool = True,
 ) -> list[Path]:
     """Regenerate the UFM figures (and, if available, the Gaussian-mixture ones) in ``out_dir``.
 
-    ``config`` (default :class:`UFMConfig` with ``lr=0.1``) fixes everything but the weight decay.
+    ``config`` (default :class:`UFMConfig`, ``lr = 0.1``) fixes everything but the weight decay. One
+    full trajectory per weight decay, all on a common horizon (the predicted collapse time of the
+    smallest weight decay counted from ``RNC1 = 1``), feeds both figures; the scaling figure also
+    shows a sweep at ``second_lr`` (``None`` to skip) to show that only ``eta * lambda`` matters.
     ``progress(message)`` reports each stage. Returns the paths written.
     """
     base = UFMConfig() if config is None else config
+    if not weight_decays:
+        raise ValueError("weight_decays must hold at least one value")
     out_dir = Path(out_dir)
     report = progress or (lambda message: None)
-    rows = sweep_ufm(base, weight_decays=list(weight_decays))
-    # One trajectory per weight decay, all on the same (longest) horizon so the curves are comparable.
-    horizon = int(max(row["steps_run"] for row in rows) * 1.3)
+    horizon = auto_horizon(base.replace(weight_decay=min(weight_decays)), margin=1.0)
     results = []
     for decay in weight_decays:
-        report(f"trajectory for weight decay {decay:g}")
+        report(f"trajectory for weight decay {decay:g} ({horizon} steps)")
         results.append(simulate_ufm(base.replace(weight_decay=decay, steps=horizon)))
+    rows = [time_scales(result).to_dict() for result in results]
+    if second_lr is not None and second_lr != base.lr:
+        report(f"sweep at lr {second_lr:g}")
+        rows.extend(sweep_ufm(base, weight_decays=list(weight_decays), lrs=[second_lr]))
     written = [
         plot_timescale_separation(results, out_dir / "ufm_timescales.png"),
         plot_tau2_scaling(rows, out_dir / "ufm_tau2_scaling.png"),

@@ -433,6 +433,13 @@ def _format_number(name: str, value: float) -> str:
     return repr(float(value))
 
 
+def _default_mode() -> int:
+    """Permissions of a newly created file under the current umask (mkstemp would give 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
     path = Path(path)
@@ -441,6 +448,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     try:
         with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
             stream.write(text)
+        os.chmod(temporary, _default_mode())
         os.replace(temporary, path)
     except BaseException:
         if os.path.exists(temporary):

@@ -75,7 +75,7 @@ def test_sweep_json(tmp_path, capsys):
 
 
 def test_figures_command_writes_the_ufm_figures(tmp_path, capsys):
-    argv = ["simulate", "figures", "--out", str(tmp_path), "--weight-decay", "0.02", "0.05", "--no-mixture"]
+    argv = ["simulate", "figures", "--out", str(tmp_path), "--weight-decay", "0.05", "0.1", "--no-mixture"]
     assert ncgrok.main(argv) == 0
     for name in ("ufm_timescales.png", "ufm_tau2_scaling.png"):
         assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

@@ -22,7 +22,7 @@ from simulate.ufm import (
     simulate_ufm,
     ufm_gradients,
 )
-from theory.timescales import balancedness_step, ufm_step_size_condition
+from theory.timescales import balancedness_step, ufm_step_size_condition, ufm_variance_bound
 
 
 def _residual(sim: UFMSimulator) -> np.ndarray:
@@ -127,6 +127,21 @@ def test_same_class_differences_contract_by_one_minus_eta_lambda_under_step_size
             checked += 1
             assert np.all(after <= factor * before * (1 + 1e-12) + 1e-300)
     assert checked == 400  # the condition holds throughout this run, so every step was checked
+
+
+def test_within_class_variance_stays_below_the_geometric_bound():
+    # Tr Sigma_W is an average of squared same-class differences, each contracting by 1 - eta lambda
+    # while the step-size condition holds (checked on every logged step of this run).
+    config = UFMConfig(lr=0.2, weight_decay=0.01, steps=4000, log_every=10, init_scale=0.5, seed=9)
+    result = simulate_ufm(config)
+    assert np.all(result["step_size_condition"] == 1)
+    bound = ufm_variance_bound(result["within_var"][0], lr=config.lr, weight_decay=config.weight_decay,
+                               steps=result["step"])
+    assert np.all(result["within_var"] <= bound * (1 + 1e-12))
+    # ... and with p > K the bound is attained up to a constant: the rate is exactly 1 - eta lambda late on.
+    late = result["step"] >= 2000
+    rate = np.polyfit(result["step"][late], np.log(result["within_var"][late]), 1)[0]
+    assert rate == pytest.approx(2 * math.log(1 - config.lr * config.weight_decay), rel=1e-3)
 
 
 def test_null_space_spread_contracts_exactly_with_frozen_classifier():
