@@ -13,8 +13,9 @@ written atomically (temporary file, then ``os.replace``).
 * ``ufm_tau2_scaling.png``: measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)``, log-log,
   with the prediction ``tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)`` and the fitted slope.
 
-If the Gaussian-mixture module provides figures (``simulate.mixture.make_figures(out_dir)``
-returning the paths it wrote), they are generated as well.
+The Gaussian-mixture figures are generated as well (unless ``include_mixture=False``): through
+``simulate.mixture.make_figures(out_dir)`` (returning the paths it wrote) when that module provides
+it, else through its ``bound_figure(run_gmm(), out_dir / "gmm_bounds.png")``.
 """
 from __future__ import annotations
 
@@ -264,17 +265,22 @@ def make_figures(
 
 
 def _mixture_figures(out_dir: Path, report: Callable[[str], None]) -> list[Path]:
-    """The Gaussian-mixture figures, through ``simulate.mixture.make_figures(out_dir)`` if it exists."""
+    """The Gaussian-mixture figures: ``simulate.mixture.make_figures(out_dir)`` (returning the paths
+    it wrote) if the module provides it; otherwise its ``bound_figure(run_gmm(), path)`` at the
+    default :class:`GMMConfig`, written to ``out_dir/gmm_bounds.png``; nothing if neither exists."""
     try:
         mixture = importlib.import_module("simulate.mixture")
     except ModuleNotFoundError as error:
-        if error.name in ("simulate.mixture",):
+        if error.name == "simulate.mixture":
             return []
         raise
     maker = getattr(mixture, "make_figures", None)
-    if maker is None:
+    if maker is not None:
+        report("Gaussian-mixture figures (simulate.mixture.make_figures)")
+        return [Path(path) for path in (maker(out_dir) or [])]
+    run, plot = getattr(mixture, "run_gmm", None), getattr(mixture, "bound_figure", None)
+    if run is None or plot is None:
         report("simulate.mixture has no make_figures(out_dir); skipped the Gaussian-mixture figures")
         return []
-    report("Gaussian-mixture figures")
-    paths = maker(out_dir)
-    return [Path(path) for path in (paths or [])]
+    report("Gaussian-mixture bound-vs-truth figure (default run_gmm configuration)")
+    return [Path(plot(run(), out_dir / "gmm_bounds.png"))]
