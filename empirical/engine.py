@@ -1,0 +1,599 @@
+"""Train many runs of one network at once (seeds x weight decays x learning rates) in one process.
+
+A *run* is one network with its own seed (initialisation and batch order), learning rate and
+weight decay; `BatchedTrainer` keeps the parameters of R runs stacked along a leading axis and
+advances all of them with one batched computation per step.
+
+Exactness contract
+    Run i starts from `models.build_module(spec, seed_i)` (``torch.manual_seed(seed_i)``, default
+    init, large init) and sees the batches of `batch_order` below, so it follows the same trajectory
+    (up to floating-point reassociation in the matrix products) as a plain ``nn.Module`` trained
+    alone with ``torch.optim.AdamW`` / ``torch.optim.SGD`` on those batches.
+
+RNG scheme for the batch order (documented contract)
+    Run i owns ``g_i = torch.Generator("cpu").manual_seed(seed_i)``. Each epoch draws, in this
+    order: one int64 ``torch.empty((), dtype=torch.int64).random_(generator=g_i)`` (discarded),
+    ``perm = torch.randperm(N, generator=g_i)``, and one more ``torch.randperm(N, generator=g_i)``
+    (discarded). The first ``(N // B) * B`` entries of ``perm``, cut into consecutive groups of B,
+    are that epoch's batches in order; the last ``N % B`` indices are skipped. The two discarded
+    draws are what ``torch.utils.data.DataLoader`` consumes (its worker base seed, and the
+    sampler's trailing partial permutation), so the batches are exactly those of
+    ``DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True, drop_last=True,
+    generator=torch.Generator().manual_seed(seed_i))`` iterated epoch after epoch (checked by the
+    tests against the installed torch). The init uses the global RNG, the batch order only g_i.
+    Indices are generated a whole number of epochs at a time (about `_ORDER_CHUNK_STEPS` steps)
+    and kept on the device; the chunk, the position in it and every generator state are part of
+    `BatchedTrainer.state_dict`, so a resumed trainer continues the same sequence.
+
+Optimizers (per-run ``lr`` and ``weight_decay``; shared betas/eps/momentum)
+    ``adamw``: the update of ``torch.optim.AdamW`` (decoupled decay ``p *= 1 - lr*wd``; moments
+    ``m.lerp_(g, 1-beta1)``, ``v = beta2 v + (1-beta2) g^2``; ``denom = sqrt(v)/sqrt(1-beta2^t) + eps``;
+    ``p -= lr/(1-beta1^t) * m / denom``). ``optimizer_impl="foreach"`` runs those operations in
+    that order on the stacked tensors with per-run factors broadcast as (R, 1, ...) tensors (bit for
+    bit ``torch.optim.AdamW(foreach=False)`` given the same gradients); ``"fused"`` calls the kernel
+    behind ``torch.optim.AdamW(fused=True)`` once per distinct (lr, weight_decay) on per-run views
+    (one pass over memory instead of ten; ``"auto"`` picks it when available on the device).
+    ``sgd``: ``torch.optim.SGD`` (coupled L2 decay ``g += wd p``, heavy-ball momentum with the buffer
+    initialised to the first gradient, no dampening, no Nesterov), as foreach calls per distinct
+    (lr, weight_decay).
+
+Backends
+    ``"mlp"``: hand-written batched forward/backward with ``baddbmm``/``bmm`` (`models.BatchedMLP`),
+    gradients written into preallocated tensors. Measured faster than autograd over the same ``bmm``
+    graph (see ``benchmarks/engine_throughput.py``). ``"vmap"``: ``torch.func.vmap(grad(...))`` over
+    ``functional_call`` (cnn, transformer). ``"loop"``: a Python loop over runs with autograd, needed for
+    BatchNorm in training mode (resnet18). ``"auto"`` picks in that order.
+
+Threads: the torch default (``torch.get_num_threads()``, one per core) is used and not changed.
+torch.compile is not used: the MLP step is dominated by ``bmm`` calls that inductor leaves to the
+same BLAS, and the optimizer is already one fused pass.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from empirical.models import (
+    BatchedMLP,
+    ModelSpec,
+    build_module,
+    functional_forward,
+    linear_parameter_names,
+    stack_modules,
+)
+
+__all__ = ["RunConfig", "BatchedTrainer", "log_schedule", "select_device"]
+
+_STATE_FORMAT = "ncgrok.empirical.BatchedTrainer/1"
+_ORDER_CHUNK_STEPS = 200
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """One run: ``seed`` (initialisation and batch order), learning rate, weight decay."""
+
+    seed: int
+    lr: float
+    weight_decay: float
+
+    def __post_init__(self) -> None:
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= int(self.seed) < 2**63:
+            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+
+
+def select_device(device: str | torch.device = "auto") -> torch.device:
+    """``"auto"``: CUDA if available, else Apple MPS if available, else CPU; otherwise ``torch.device(device)``."""
+    if isinstance(device, torch.device):
+        return device
+    if device != "auto":
+        try:
+            return torch.device(device)
+        except RuntimeError as exc:
+            raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {device!r}") from exc
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def log_schedule(total_steps: int) -> list[int]:
+    """Steps (counted as completed optimizer steps) at which the paper measures.
+
+    Every t with t < 30; every t that is a multiple of 10 with 30 <= t < 150; every t >= 150 that is
+    a multiple of ``total_steps // 150``; plus 0 and ``total_steps``; all t <= total_steps. For
+    100,000 steps: 0..29, 30..140 by 10, 666..99,900 by 666, and 100,000 (193 entries).
+    """
+    if isinstance(total_steps, bool) or int(total_steps) != total_steps or total_steps < 0:
+        raise ValueError(f"total_steps must be an int >= 0, got {total_steps!r}")
+    total = int(total_steps)
+    steps = list(range(min(total + 1, 30)))
+    steps += range(30, min(total + 1, 150), 10)
+    interval = total // 150
+    if interval >= 1:
+        first = -(-150 // interval) * interval
+        steps += range(first, total + 1, interval)
+    if steps[-1] != total:
+        steps.append(total)
+    return steps
+
+
+def _batch_order_chunk(generators: list[torch.Generator], n: int, batch_size: int, epochs: int) -> Tensor:
+    """Indices (epochs * (n // batch_size), R, batch_size) for the next ``epochs`` epochs of every run."""
+    per_epoch = n // batch_size
+    out = torch.empty(epochs * per_epoch, len(generators), batch_size, dtype=torch.long)
+    for r, gen in enumerate(generators):
+        for e in range(epochs):
+            torch.empty((), dtype=torch.int64).random_(generator=gen)  # DataLoader's base seed
+            perm = torch.randperm(n, generator=gen)[: per_epoch * batch_size]
+            torch.randperm(n, generator=gen)  # RandomSampler's trailing (empty) partial permutation
+            out[e * per_epoch : (e + 1) * per_epoch, r] = perm.view(per_epoch, batch_size)
+    return out
+
+
+def _per_run(values: list[float], like: Tensor) -> Tensor:
+    """(R, 1, ..., 1) tensor broadcasting against ``like`` (R, ...)."""
+    t = torch.tensor(values, dtype=like.dtype, device=like.device)
+    return t.view(-1, *([1] * (like.dim() - 1)))
+
+
+class BatchedTrainer:
+    """R runs of one architecture trained together; see the module docstring for the exact semantics.
+
+    ``train_x`` (N, *spec.input_shape) (for the MLP any shape with N rows and ``spec.input_dim``
+    entries per row), ``train_y`` (N,) integer labels. Loss: squared error between the logits and
+    one-hot targets, summed over batch and outputs (``loss_reduction="sum"``, the paper) or averaged
+    over both (``"mean"``, like ``nn.MSELoss()``).
+    """
+
+    def __init__(
+        self,
+        model_spec: ModelSpec,
+        runs: list[RunConfig],
+        train_x: Tensor,
+        train_y: Tensor,
+        *,
+        optimizer: str = "adamw",
+        batch_size: int = 100,
+        loss_reduction: str = "sum",
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device = "auto",
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        momentum: float = 0.0,
+        backend: str = "auto",
+        optimizer_impl: str = "auto",
+    ):
+        if not isinstance(model_spec, ModelSpec):
+            raise ValueError("model_spec must be an empirical.models.ModelSpec")
+        runs = list(runs)
+        if not runs or not all(isinstance(r, RunConfig) for r in runs):
+            raise ValueError("runs must be a non-empty list of RunConfig")
+        if optimizer not in ("adamw", "sgd"):
+            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
+        if loss_reduction not in ("sum", "mean"):
+            raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}")
+        if dtype not in (torch.float32, torch.float64):
+            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
+        if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        if not eps >= 0:
+            raise ValueError(f"eps must be >= 0, got {eps!r}")
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        self.device = select_device(device)
+        if self.device.type == "mps" and dtype == torch.float64:
+            raise ValueError("dtype float64 is not supported on MPS; use dtype=torch.float32 or device='cpu'")
+
+        self.spec = model_spec
+        self.runs = runs
+        self.optimizer = optimizer
+        self.batch_size = int(batch_size)
+        self.loss_reduction = loss_reduction
+        self.dtype = dtype
+        self.betas = (float(betas[0]), float(betas[1]))
+        self.eps = float(eps)
+        self.momentum = float(momentum)
+        self.step = 0
+
+        if backend == "auto":
+            backend = "mlp" if model_spec.arch == "mlp" else ("loop" if model_spec.has_batchnorm else "vmap")
+        if backend not in ("mlp", "vmap", "loop"):
+            raise ValueError(f"backend must be 'auto', 'mlp', 'vmap' or 'loop', got {backend!r}")
+        if backend == "mlp" and model_spec.arch != "mlp":
+            raise ValueError(f"backend='mlp' needs arch='mlp', got arch={model_spec.arch!r}")
+        if backend == "vmap" and model_spec.has_batchnorm:
+            raise ValueError("backend='vmap' cannot train BatchNorm models; use backend='loop'")
+        self.backend = backend
+        fused_ok = hasattr(torch, "_fused_adamw_") and self.device.type in ("cpu", "cuda")
+        if optimizer_impl == "auto":
+            optimizer_impl = "fused" if (optimizer == "adamw" and fused_ok) else "foreach"
+        if optimizer_impl not in ("fused", "foreach"):
+            raise ValueError(f"optimizer_impl must be 'auto', 'fused' or 'foreach', got {optimizer_impl!r}")
+        if optimizer_impl == "fused" and not (optimizer == "adamw" and fused_ok):
+            raise ValueError("optimizer_impl='fused' needs optimizer='adamw' and a torch with a fused AdamW for this device")
+        self.optimizer_impl = optimizer_impl
+
+        self._set_data(train_x, train_y)
+
+        # parameters: run i = build_module(spec, seed_i), stacked along dim 0
+        modules = [build_module(model_spec, r.seed, dtype=dtype, device=self.device) for r in runs]
+        params, buffers = stack_modules(modules)
+        self._skeleton = modules[0]
+        for p in self._skeleton.parameters():
+            p.requires_grad_(False)
+        del modules
+        self.param_names = list(params)
+        self.buffer_names = list(buffers)
+        self._params = [params[n] for n in self.param_names]
+        self._buffers = [buffers[n] for n in self.buffer_names]
+        self._grads = [torch.zeros_like(p) for p in self._params]
+        if optimizer == "adamw":
+            self._opt_state = {
+                "exp_avg": [torch.zeros_like(p) for p in self._params],
+                "exp_avg_sq": [torch.zeros_like(p) for p in self._params],
+            }
+        else:
+            self._opt_state = {"momentum_buffer": [torch.zeros_like(p) for p in self._params]}
+        self._linear_names = linear_parameter_names(self._skeleton)
+        head_w, head_b = self._linear_names[-1]
+        self._head_index = (self.param_names.index(head_w), self.param_names.index(head_b))
+        self._prepare_optimizer()
+        if backend == "mlp":
+            self._mlp = BatchedMLP(self._params[0::2], self._params[1::2])
+            self._mlp_grads = (self._grads[0::2], self._grads[1::2])
+
+        # batch order
+        self._generators = [torch.Generator().manual_seed(int(r.seed)) for r in runs]
+        self._order: Tensor | None = None  # (S, R, B) on device
+        self._order_pos = 0
+        r_count, b = len(runs), self.batch_size
+        self._xb = torch.empty((r_count, b) + tuple(self._x.shape[1:]), dtype=dtype, device=self.device)
+        self._yb = torch.empty((r_count, b, model_spec.num_classes), dtype=dtype, device=self.device)
+
+    # ------------------------------------------------------------------ setup helpers
+
+    def _set_data(self, train_x: Tensor, train_y: Tensor) -> None:
+        spec = self.spec
+        if not isinstance(train_x, Tensor) or not isinstance(train_y, Tensor):
+            raise ValueError("train_x and train_y must be torch tensors")
+        n = train_x.shape[0] if train_x.dim() > 0 else 0
+        if spec.arch == "mlp":
+            if train_x.dim() < 2 or math.prod(train_x.shape[1:]) != spec.input_dim:
+                raise ValueError(
+                    f"train_x must have shape (N, ...) with {spec.input_dim} entries per example, got {tuple(train_x.shape)}"
+                )
+            x = train_x.reshape(n, spec.input_dim)
+        else:
+            if tuple(train_x.shape[1:]) != spec.input_shape:
+                raise ValueError(f"train_x must have shape (N, {spec.input_shape}), got {tuple(train_x.shape)}")
+            x = train_x
+        if train_y.shape != (n,) or train_y.dtype.is_floating_point or train_y.dtype == torch.bool:
+            raise ValueError(f"train_y must be an integer tensor of shape ({n},), got {train_y.dtype} {tuple(train_y.shape)}")
+        if n > 0 and (int(train_y.min()) < 0 or int(train_y.max()) >= spec.num_classes):
+            raise ValueError(f"train_y labels must lie in [0, {spec.num_classes}), the spec's num_classes")
+        if not 1 <= self.batch_size <= n:
+            raise ValueError(f"batch_size must be between 1 and the number of examples ({n}), got {self.batch_size}")
+        self.num_examples = n
+        self._x = x.to(device=self.device, dtype=self.dtype).contiguous()
+        self._onehot = F.one_hot(train_y.long().cpu(), spec.num_classes).to(device=self.device, dtype=self.dtype)
+
+    def _prepare_optimizer(self) -> None:
+        lrs = [float(r.lr) for r in self.runs]
+        wds = [float(r.weight_decay) for r in self.runs]
+        # runs grouped by (lr, weight_decay) for the scalar-argument implementations
+        groups: dict[tuple[float, float], list[int]] = {}
+        for i, key in enumerate(zip(lrs, wds)):
+            groups.setdefault(key, []).append(i)
+
+        def views(tensors: list[Tensor], idx: list[int]) -> list[Tensor]:
+            return [t[i] for i in idx for t in tensors]
+
+        self._groups = []
+        for (lr, wd), idx in groups.items():
+            entry = {"lr": lr, "weight_decay": wd, "params": views(self._params, idx), "grads": views(self._grads, idx)}
+            for name, tensors in self._opt_state.items():
+                entry[name] = views(tensors, idx)
+            self._groups.append(entry)
+        if self.optimizer == "adamw":
+            # python-double 1 - lr*wd per run, as torch.optim.AdamW computes it, then cast once
+            self._decay = [_per_run([1.0 - lr * wd for lr, wd in zip(lrs, wds)], p) for p in self._params]
+            self._lrs = lrs
+            self._has_decay = any(wd != 0 for wd in wds)
+            self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.device)
+
+    # ------------------------------------------------------------------ training
+
+    @property
+    def num_runs(self) -> int:
+        return len(self.runs)
+
+    def _next_indices(self) -> Tensor:
+        if self._order is None or self._order_pos >= self._order.shape[0]:
+            per_epoch = self.num_examples // self.batch_size
+            epochs = max(1, _ORDER_CHUNK_STEPS // per_epoch)
+            chunk = _batch_order_chunk(self._generators, self.num_examples, self.batch_size, epochs)
+            self._order = chunk.to(self.device)
+            self._order_pos = 0
+        idx = self._order[self._order_pos].view(-1)
+        self._order_pos += 1
+        return idx
+
+    def train(self, num_steps: int) -> None:
+        """Advance every run by ``num_steps`` optimizer steps (``self.step`` increases by that much)."""
+        if isinstance(num_steps, bool) or int(num_steps) != num_steps or num_steps < 0:
+            raise ValueError(f"num_steps must be an int >= 0, got {num_steps!r}")
+        r_count, b = self.num_runs, self.batch_size
+        xb_flat = self._xb.view((r_count * b,) + tuple(self._x.shape[1:]))
+        yb_flat = self._yb.view(r_count * b, -1)
+        with torch.no_grad():
+            for _ in range(int(num_steps)):
+                idx = self._next_indices()
+                torch.index_select(self._x, 0, idx, out=xb_flat)
+                torch.index_select(self._onehot, 0, idx, out=yb_flat)
+                self._compute_gradients()
+                if self.optimizer == "adamw":
+                    self._adamw_step()
+                else:
+                    self._sgd_step()
+                self.step += 1
+
+    def _loss_scale(self) -> float:
+        """d loss / d logit = scale * (logit - target)."""
+        return 2.0 if self.loss_reduction == "sum" else 2.0 / (self.batch_size * self.spec.num_classes)
+
+    def _loss(self, out: Tensor, target: Tensor) -> Tensor:
+        sq = (out - target).square()
+        return sq.sum() if self.loss_reduction == "sum" else sq.mean()
+
+    def _compute_gradients(self) -> None:
+        if self.backend == "mlp":
+            self._mlp.forward_backward(
+                self._xb, self._yb, self._mlp_grads[0], self._mlp_grads[1], loss_scale=self._loss_scale()
+            )
+            return
+        skeleton = self._skeleton
+        skeleton.train()
+        names, bnames = self.param_names, self.buffer_names
+        if self.backend == "vmap":
+
+            def loss_fn(p, b, x, y):
+                out = torch.func.functional_call(skeleton, (p, b), (x,))
+                return self._loss(out, y)
+
+            params = dict(zip(names, self._params))
+            buffers = dict(zip(bnames, self._buffers))
+            grads = torch.func.vmap(torch.func.grad(loss_fn))(params, buffers, self._xb, self._yb)
+            torch._foreach_copy_(self._grads, [grads[n] for n in names])
+            return
+        for r in range(self.num_runs):  # loop backend (BatchNorm): buffers are updated in place
+            with torch.enable_grad():
+                p_r = {n: p[r].detach().requires_grad_(True) for n, p in zip(names, self._params)}
+                b_r = {n: b[r] for n, b in zip(bnames, self._buffers)}
+                out = torch.func.functional_call(skeleton, (p_r, b_r), (self._xb[r],))
+                grads = torch.autograd.grad(self._loss(out, self._yb[r]), list(p_r.values()))
+            torch._foreach_copy_([g[r] for g in self._grads], list(grads))
+
+    def _adamw_step(self) -> None:
+        beta1, beta2 = self.betas
+        t = self.step + 1
+        if self.optimizer_impl == "fused":
+            self._step_tensor.fill_(t)
+            for g in self._groups:
+                torch._fused_adamw_(
+                    g["params"],
+                    g["grads"],
+                    g["exp_avg"],
+                    g["exp_avg_sq"],
+                    [],
+                    [self._step_tensor] * len(g["params"]),
+                    lr=g["lr"],
+                    beta1=beta1,
+                    beta2=beta2,
+                    weight_decay=g["weight_decay"],
+                    eps=self.eps,
+                    amsgrad=False,
+                    maximize=False,
+                )
+            return
+        params, grads = self._params, self._grads
+        exp_avg, exp_avg_sq = self._opt_state["exp_avg"], self._opt_state["exp_avg_sq"]
+        bias_correction1 = 1 - beta1**t
+        bias_correction2 = 1 - beta2**t
+        if self._has_decay:
+            torch._foreach_mul_(params, self._decay)
+        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
+        torch._foreach_mul_(exp_avg_sq, beta2)
+        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
+        denom = torch._foreach_sqrt(exp_avg_sq)
+        torch._foreach_div_(denom, bias_correction2**0.5)
+        torch._foreach_add_(denom, self.eps)
+        neg_step = torch.tensor([-(lr / bias_correction1) for lr in self._lrs], dtype=self.dtype, device=self.device)
+        update = torch._foreach_mul(exp_avg, [neg_step.view(-1, *([1] * (p.dim() - 1))) for p in params])
+        torch._foreach_div_(update, denom)
+        torch._foreach_add_(params, update)
+
+    def _sgd_step(self) -> None:
+        first = self.step == 0
+        for g in self._groups:
+            lr, wd = g["lr"], g["weight_decay"]
+            grads = g["grads"]
+            if wd != 0:
+                grads = torch._foreach_add(grads, g["params"], alpha=wd)
+            if self.momentum != 0:
+                bufs = g["momentum_buffer"]
+                if first:
+                    torch._foreach_copy_(bufs, grads)
+                else:
+                    torch._foreach_mul_(bufs, self.momentum)
+                    torch._foreach_add_(bufs, grads)
+                grads = bufs
+            torch._foreach_add_(g["params"], grads, alpha=-lr)
+
+    # ------------------------------------------------------------------ evaluation
+
+    def _eval_chunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if self.backend == "mlp":
+            return self._mlp.forward(x)
+        skeleton = self._skeleton
+        skeleton.eval()
+        if self.backend == "vmap":
+            params = dict(zip(self.param_names, self._params))
+            buffers = dict(zip(self.buffer_names, self._buffers))
+            return functional_forward(skeleton, params, buffers, x)
+        outs, reps = [], []
+        for r in range(self.num_runs):
+            p_r = {n: p[r] for n, p in zip(self.param_names, self._params)}
+            b_r = {n: b[r] for n, b in zip(self.buffer_names, self._buffers)}
+            o, h = torch.func.functional_call(skeleton, (p_r, b_r), (x,), {"with_representation": True})
+            outs.append(o)
+            reps.append(h)
+        return torch.stack(outs), torch.stack(reps)
+
+    def forward_with_representation(self, x: Tensor, *, chunk_size: int = 2048) -> tuple[Tensor, Tensor]:
+        """Logits (R, N, K) and representation g(x) (R, N, p) of every run on a shared input x (N, ...),
+        in eval mode without gradients, computed ``chunk_size`` examples at a time; on the trainer's device."""
+        if chunk_size < 1:
+            raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        spec = self.spec
+        if spec.arch == "mlp":
+            if x.dim() < 2 or math.prod(x.shape[1:]) != spec.input_dim:
+                raise ValueError(f"x must have shape (N, ...) with {spec.input_dim} entries per example, got {tuple(x.shape)}")
+        elif tuple(x.shape[1:]) != spec.input_shape:
+            raise ValueError(f"x must have shape (N, {spec.input_shape}), got {tuple(x.shape)}")
+        outs, reps = [], []
+        with torch.no_grad():
+            for start in range(0, x.shape[0], chunk_size):
+                xc = x[start : start + chunk_size].to(device=self.device, dtype=self.dtype)
+                o, h = self._eval_chunk(xc)
+                outs.append(o)
+                reps.append(h)
+        if not outs:
+            o, h = self._eval_chunk(torch.zeros((1,) + tuple(x.shape[1:]), device=self.device, dtype=self.dtype))
+            return o[:, :0], h[:, :0]
+        return torch.cat(outs, dim=1), torch.cat(reps, dim=1)
+
+    def forward(self, x: Tensor, *, chunk_size: int = 2048) -> Tensor:
+        """Logits (R, N, K) of every run on a shared input x (N, ...) (eval mode, no grad)."""
+        return self.forward_with_representation(x, chunk_size=chunk_size)[0]
+
+    def representation(self, x: Tensor, *, chunk_size: int = 2048) -> Tensor:
+        """g(x), the input of the last linear layer, (R, N, p) for a shared input x (eval mode, no grad)."""
+        return self.forward_with_representation(x, chunk_size=chunk_size)[1]
+
+    # ------------------------------------------------------------------ parameters
+
+    def named_parameters(self) -> dict[str, Tensor]:
+        """Stacked parameters (R, ...) by ``nn.Module`` name; live tensors, do not modify in place."""
+        return dict(zip(self.param_names, self._params))
+
+    def last_layer(self) -> tuple[Tensor, Tensor]:
+        """Copies of the last linear layer of every run: W (R, K, p), b (R, K)."""
+        iw, ib = self._head_index
+        return self._params[iw].clone(), self._params[ib].clone()
+
+    def linear_weights(self) -> list[Tensor]:
+        """Stacked weights (R, out, in) of every ``nn.Linear`` in module order (live tensors; read only)."""
+        params = self.named_parameters()
+        return [params[w] for w, _ in self._linear_names]
+
+    def weight_norm(self) -> Tensor:
+        """(R,) Frobenius norm of all parameters of each run (weights, biases, norm-layer affines)."""
+        total = sum(p.detach().reshape(p.shape[0], -1).square().sum(dim=1) for p in self._params)
+        return total.sqrt()
+
+    def last_layer_norm(self) -> Tensor:
+        """(R,) Frobenius norm of the last linear layer (weight and bias together) of each run."""
+        iw, ib = self._head_index
+        w, b = self._params[iw], self._params[ib]
+        return (w.reshape(w.shape[0], -1).square().sum(dim=1) + b.square().sum(dim=1)).sqrt()
+
+    def run_module(self, i: int) -> nn.Module:
+        """Run i as an independent plain ``nn.Module`` (copied parameters and buffers, train mode)."""
+        if not 0 <= i < self.num_runs:
+            raise ValueError(f"run index must be in [0, {self.num_runs}), got {i}")
+        with torch.random.fork_rng(devices=[]):
+            module = self.spec.build()
+        module = module.to(device=self.device, dtype=self.dtype)
+        with torch.no_grad():
+            for name, t in module.named_parameters():
+                t.copy_(self._params[self.param_names.index(name)][i])
+            for name, t in module.named_buffers():
+                t.copy_(self._buffers[self.buffer_names.index(name)][i])
+        return module
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _settings(self) -> dict[str, Any]:
+        return {
+            "optimizer": self.optimizer,
+            "batch_size": self.batch_size,
+            "loss_reduction": self.loss_reduction,
+            "dtype": str(self.dtype),
+            "betas": list(self.betas),
+            "eps": self.eps,
+            "momentum": self.momentum,
+            "num_examples": self.num_examples,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue bit for bit: parameters, buffers, optimizer moments, step,
+        batch-order generators, chunk and position. Tensors are CPU copies; safe for ``torch.save``."""
+
+        def cpu(ts: list[Tensor], names: list[str]) -> dict[str, Tensor]:
+            return {n: t.detach().to("cpu", copy=True) for n, t in zip(names, ts)}
+
+        return {
+            "format": _STATE_FORMAT,
+            "model_spec": self.spec.to_dict(),
+            "runs": [dataclasses.asdict(r) for r in self.runs],
+            "settings": self._settings(),
+            "step": self.step,
+            "params": cpu(self._params, self.param_names),
+            "buffers": cpu(self._buffers, self.buffer_names),
+            "optimizer": {k: cpu(v, self.param_names) for k, v in self._opt_state.items()},
+            "batch_order": {
+                "generator_states": [g.get_state() for g in self._generators],
+                "chunk": None if self._order is None else self._order.to("cpu", copy=True),
+                "position": self._order_pos,
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict` taken from a trainer with the same spec, runs, settings and data size."""
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"state is not a BatchedTrainer state (format {state.get('format')!r})")
+        if ModelSpec.from_dict(state["model_spec"]) != self.spec:
+            raise ValueError("state was saved for a different model_spec")
+        if [RunConfig(**r) for r in state["runs"]] != self.runs:
+            raise ValueError("state was saved for different runs (seeds, lrs, weight decays or their order)")
+        if state["settings"] != self._settings():
+            raise ValueError(f"state was saved with different settings: {state['settings']} vs {self._settings()}")
+        with torch.no_grad():
+            for names, dst, src in (
+                (self.param_names, self._params, state["params"]),
+                (self.buffer_names, self._buffers, state["buffers"]),
+            ):
+                for n, t in zip(names, dst):
+                    t.copy_(src[n])
+            for k, tensors in self._opt_state.items():
+                for n, t in zip(self.param_names, tensors):
+                    t.copy_(state["optimizer"][k][n])
+        order = state["batch_order"]
+        for g, s in zip(self._generators, order["generator_states"]):
+            g.set_state(s)
+        self._order = None if order["chunk"] is None else order["chunk"].to(self.device)
+        self._order_pos = int(order["position"])
+        self.step = int(state["step"])

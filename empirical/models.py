@@ -1,0 +1,452 @@
+"""The paper's networks: a description (`ModelSpec`), plain modules, and batched functional forms.
+
+Sakamoto & Sato (arXiv:2509.20829) train four architectures; see ``shared/spec/experiments.md``:
+
+* ``mlp`` -- fully connected ReLU network. ``depth`` counts the linear layers: the paper's
+  "four layers" 784-200-200-200-10 is ``depth=4`` (default); the released configuration's
+  784-200-200-10 is ``depth=3``. Large init multiplies **every** parameter (weights and biases).
+* ``cnn`` -- conv3x3(16) - ReLU - conv3x3(32) - ReLU - maxpool 2 - linear 128 - ReLU - linear K.
+  Both convolutions use ``padding=1`` by default ("same" size: 28x28 stays 28x28, the pool gives
+  14x14, so the first linear layer sees 32*14*14 = 6272 features); ``padding=0`` is the other common
+  reading (26, 24, pool 12: 4608 features). Convolution channels are doubled (32, 64) for inputs with
+  three channels; the hidden linear width stays 128. Large init on the two linear layers only.
+* ``transformer`` -- 4x4 patches embedded by a stride-4 convolution to width 128, a learnable class
+  token and learnable positional embedding (both initialised N(0, 0.02^2)), one post-norm encoder
+  layer (4 heads, feed-forward 256, ReLU, no dropout), a linear head on the class token. Large init on
+  the encoder's two feed-forward linears and the head.
+* ``resnet18`` -- CIFAR variant: 3x3 stem (stride 1, no max-pool), BasicBlocks [2, 2, 2, 2] with
+  widths w, 2w, 4w, 8w (w = 64), BatchNorm, global average pool, linear 8w -> K. Standard init
+  (Kaiming-normal fan-out convolutions, BatchNorm weight 1 / bias 0, default linear); ``init_scale``
+  defaults to 1 and, if set, scales the classifier only.
+
+Every module's ``forward(x, with_representation=False)`` returns the logits, or ``(logits, g(x))``
+where the representation ``g(x)`` is the input of the last linear layer (``module.head``). For the
+MLP that is the output of the last hidden ReLU (for ``depth=1``, the flattened input itself).
+
+Initialisation (`build_module`): ``torch.manual_seed(seed)``, build the module on the CPU in float32
+with PyTorch's default initialisation, cast to the requested dtype/device, then multiply the
+large-init parameters by ``init_scale`` (exact for the paper's power of two, 8). The global RNG is
+restored afterwards. The batched trainer builds every run this way, so a run is the same whether
+trained alone or in a batch.
+
+Batched functional forms: `BatchedMLP` (stacked weights, ``torch.baddbmm``/``torch.bmm``, with a
+hand-written backward for training) and `functional_forward` (``torch.func.functional_call`` under
+``torch.func.vmap``) for the other architectures.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18")
+
+_DEFAULT_WIDTH = {"mlp": 200, "cnn": 16, "transformer": 128, "resnet18": 64}
+_DEFAULT_INIT_SCALE = {"mlp": 8.0, "cnn": 8.0, "transformer": 8.0, "resnet18": 1.0}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Architecture name and hyperparameters; everything needed to rebuild a network.
+
+    ``input_shape`` is the shape of one example as stored in the data tensor, e.g. ``(1, 28, 28)``
+    or ``(784,)`` (the MLP flattens; the convolutional models need ``(C, H, W)``).
+    ``width`` (None = architecture default): MLP hidden width (200), CNN first-conv channels (16;
+    the second conv has twice as many), transformer model width (128), ResNet base channels (64).
+    ``depth``: number of linear layers of the MLP (4 = 784-200-200-200-10).
+    ``init_scale`` (None = architecture default: 8 for mlp/cnn/transformer, 1 for resnet18): the
+    large-init multiplier applied to `large_init_parameter_names`.
+    ``hidden_features``: CNN hidden linear width (128). ``padding``: CNN convolution padding (1).
+    ``heads``, ``ff_width``, ``patch_size``: transformer attention heads (4), feed-forward width (256),
+    patch side (4).
+    """
+
+    arch: str = "mlp"
+    input_shape: tuple[int, ...] = (1, 28, 28)
+    num_classes: int = 10
+    width: int | None = None
+    depth: int = 4
+    init_scale: float | None = None
+    hidden_features: int = 128
+    padding: int = 1
+    heads: int = 4
+    ff_width: int = 256
+    patch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.arch not in ARCHITECTURES:
+            raise ValueError(f"arch must be one of {ARCHITECTURES}, got {self.arch!r}")
+        shape = tuple(int(s) for s in self.input_shape)
+        if len(shape) == 0 or any(s <= 0 for s in shape):
+            raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {self.input_shape!r}")
+        object.__setattr__(self, "input_shape", shape)
+        if self.arch != "mlp" and len(shape) != 3:
+            raise ValueError(f"input_shape for arch={self.arch!r} must be (channels, height, width), got {shape}")
+        if int(self.num_classes) < 2:
+            raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
+        if self.width is not None and int(self.width) < 1:
+            raise ValueError(f"width must be a positive int or None, got {self.width}")
+        if int(self.depth) < 1:
+            raise ValueError(f"depth (number of linear layers of the MLP) must be >= 1, got {self.depth}")
+        if self.init_scale is not None and not math.isfinite(float(self.init_scale)):
+            raise ValueError(f"init_scale must be finite or None, got {self.init_scale}")
+        if self.padding not in (0, 1):
+            raise ValueError(f"padding must be 0 or 1, got {self.padding}")
+        if self.arch == "cnn":
+            h, w = shape[1], shape[2]
+            reduced = 4 * (1 - self.padding)
+            if h - reduced < 2 or w - reduced < 2:
+                raise ValueError(f"input_shape {shape} is too small for the CNN with padding={self.padding}")
+        if self.arch == "transformer":
+            width = self.resolved_width
+            if width % self.heads != 0:
+                raise ValueError(f"transformer width ({width}) must be divisible by heads ({self.heads})")
+            if shape[1] % self.patch_size or shape[2] % self.patch_size:
+                raise ValueError(
+                    f"input height/width {shape[1:]} must be divisible by patch_size={self.patch_size}"
+                )
+
+    @property
+    def resolved_width(self) -> int:
+        return int(self.width) if self.width is not None else _DEFAULT_WIDTH[self.arch]
+
+    @property
+    def resolved_init_scale(self) -> float:
+        return float(self.init_scale) if self.init_scale is not None else _DEFAULT_INIT_SCALE[self.arch]
+
+    @property
+    def input_dim(self) -> int:
+        return math.prod(self.input_shape)
+
+    @property
+    def has_batchnorm(self) -> bool:
+        return self.arch == "resnet18"
+
+    def build(self) -> nn.Module:
+        """A fresh module with PyTorch default initialisation from the current global RNG (no large init)."""
+        if self.arch == "mlp":
+            return MLP(self.input_dim, self.resolved_width, self.depth, self.num_classes)
+        if self.arch == "cnn":
+            return SmallCNN(self.input_shape, self.num_classes, self.resolved_width, self.hidden_features, self.padding)
+        if self.arch == "transformer":
+            return PatchTransformer(
+                self.input_shape, self.num_classes, self.resolved_width, self.heads, self.ff_width, self.patch_size
+            )
+        return ResNet18(self.input_shape[0], self.num_classes, self.resolved_width)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["input_shape"] = list(self.input_shape)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ModelSpec:
+        d = dict(d)
+        d["input_shape"] = tuple(d["input_shape"])
+        return cls(**d)
+
+
+# --------------------------------------------------------------------------------------------------
+# Plain modules
+
+
+class MLP(nn.Module):
+    """``depth`` linear layers with ReLU between them; flattens its input."""
+
+    def __init__(self, input_dim: int, width: int, depth: int, num_classes: int):
+        super().__init__()
+        dims = [input_dim] + [width] * (depth - 1) + [num_classes]
+        self.linears = nn.ModuleList(nn.Linear(i, o) for i, o in zip(dims[:-1], dims[1:]))
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.linears[-1]
+
+    def large_init_modules(self) -> list[nn.Module]:
+        return list(self.linears)
+
+    def forward(self, x: Tensor, with_representation: bool = False):
+        h = x.flatten(1)
+        for layer in self.linears[:-1]:
+            h = torch.relu(layer(h))
+        out = self.linears[-1](h)
+        return (out, h) if with_representation else out
+
+
+class SmallCNN(nn.Module):
+    """conv3x3(c) - ReLU - conv3x3(2c) - ReLU - maxpool 2 - linear(hidden) - ReLU - linear(K)."""
+
+    def __init__(self, input_shape, num_classes: int, channels: int, hidden: int, padding: int):
+        super().__init__()
+        in_ch, h, w = input_shape
+        if in_ch == 3:
+            channels *= 2
+        self.conv1 = nn.Conv2d(in_ch, channels, 3, padding=padding)
+        self.conv2 = nn.Conv2d(channels, 2 * channels, 3, padding=padding)
+        shrink = 4 * (1 - padding)
+        feat = 2 * channels * ((h - shrink) // 2) * ((w - shrink) // 2)
+        self.fc1 = nn.Linear(feat, hidden)
+        self.fc2 = nn.Linear(hidden, num_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc2
+
+    def large_init_modules(self) -> list[nn.Module]:
+        return [self.fc1, self.fc2]
+
+    def forward(self, x: Tensor, with_representation: bool = False):
+        h = torch.relu(self.conv1(x))
+        h = torch.relu(self.conv2(h))
+        h = F.max_pool2d(h, 2).flatten(1)
+        h = torch.relu(self.fc1(h))
+        out = self.fc2(h)
+        return (out, h) if with_representation else out
+
+
+class _SelfAttention(nn.Module):
+    def __init__(self, width: int, heads: int):
+        super().__init__()
+        self.heads = heads
+        self.qkv = nn.Linear(width, 3 * width)
+        self.proj = nn.Linear(width, width)
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, t, d = x.shape
+        q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+        out = torch.softmax(scores, dim=-1) @ v
+        return self.proj(out.transpose(1, 2).reshape(n, t, d))
+
+
+class PatchTransformer(nn.Module):
+    """Patch embedding + class token + positional embedding, one post-norm encoder layer, head on the class token."""
+
+    def __init__(self, input_shape, num_classes: int, width: int, heads: int, ff_width: int, patch: int):
+        super().__init__()
+        in_ch, h, w = input_shape
+        tokens = (h // patch) * (w // patch) + 1
+        self.embed = nn.Conv2d(in_ch, width, patch, stride=patch)
+        self.cls_token = nn.Parameter(torch.empty(1, 1, width))
+        self.pos_embedding = nn.Parameter(torch.empty(1, tokens, width))
+        nn.init.normal_(self.cls_token, std=0.02)
+        nn.init.normal_(self.pos_embedding, std=0.02)
+        self.attn = _SelfAttention(width, heads)
+        self.norm1 = nn.LayerNorm(width)
+        self.linear1 = nn.Linear(width, ff_width)
+        self.linear2 = nn.Linear(ff_width, width)
+        self.norm2 = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, num_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc
+
+    def large_init_modules(self) -> list[nn.Module]:
+        return [self.linear1, self.linear2, self.fc]
+
+    def forward(self, x: Tensor, with_representation: bool = False):
+        z = self.embed(x).flatten(2).transpose(1, 2)
+        z = torch.cat([self.cls_token.expand(z.shape[0], -1, -1), z], dim=1) + self.pos_embedding
+        z = self.norm1(z + self.attn(z))
+        z = self.norm2(z + self.linear2(torch.relu(self.linear1(z))))
+        rep = z[:, 0]
+        out = self.fc(rep)
+        return (out, rep) if with_representation else out
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or cin != cout:
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+class ResNet18(nn.Module):
+    """CIFAR ResNet-18: 3x3 stem, no max-pool, [2, 2, 2, 2] BasicBlocks, global average pool, linear head."""
+
+    def __init__(self, in_channels: int, num_classes: int, width: int = 64):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        blocks = []
+        cin = width
+        for i, stride in enumerate((1, 2, 2, 2)):
+            cout = width * 2**i
+            blocks += [_BasicBlock(cin, cout, stride), _BasicBlock(cout, cout, 1)]
+            cin = cout
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(cin, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.fc
+
+    def large_init_modules(self) -> list[nn.Module]:
+        return [self.fc]
+
+    def forward(self, x: Tensor, with_representation: bool = False):
+        h = torch.relu(self.bn1(self.conv1(x)))
+        h = self.blocks(h)
+        rep = F.adaptive_avg_pool2d(h, 1).flatten(1)
+        out = self.fc(rep)
+        return (out, rep) if with_representation else out
+
+
+# --------------------------------------------------------------------------------------------------
+# Initialisation
+
+
+def large_init_parameter_names(spec: ModelSpec, module: nn.Module | None = None) -> list[str]:
+    """Names (as in ``module.named_parameters()``) of the parameters the large-init rule multiplies."""
+    module = spec.build() if module is None else module
+    ids = {id(p) for m in module.large_init_modules() for p in m.parameters()}
+    return [name for name, p in module.named_parameters() if id(p) in ids]
+
+
+def apply_large_init(module: nn.Module, spec: ModelSpec) -> nn.Module:
+    """Multiply the architecture's large-init parameters by ``spec.resolved_init_scale`` in place."""
+    scale = spec.resolved_init_scale
+    if scale != 1.0:
+        with torch.no_grad():
+            for m in module.large_init_modules():
+                for p in m.parameters():
+                    p.mul_(scale)
+    return module
+
+
+def build_module(
+    spec: ModelSpec, seed: int, *, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu"
+) -> nn.Module:
+    """Run ``seed``'s initial network: ``torch.manual_seed(seed)``, ``spec.build()`` (CPU, float32),
+    cast to ``dtype``/``device``, multiply the large-init parameters by the init scale.
+
+    The global RNG state is saved and restored, so calling this has no side effect on it.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        module = spec.build()
+    module = module.to(device=device, dtype=dtype)
+    return apply_large_init(module, spec)
+
+
+# --------------------------------------------------------------------------------------------------
+# Batched (stacked-parameter) forms
+
+
+def stack_modules(modules: list[nn.Module]) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+    """Stack the parameters and buffers of identically built modules along a new leading run axis."""
+    names = [n for n, _ in modules[0].named_parameters()]
+    bnames = [n for n, _ in modules[0].named_buffers()]
+    params = {n: torch.stack([dict(m.named_parameters())[n].detach() for m in modules]).contiguous() for n in names}
+    buffers = {n: torch.stack([dict(m.named_buffers())[n].detach() for m in modules]).contiguous() for n in bnames}
+    return params, buffers
+
+
+def linear_parameter_names(module: nn.Module) -> list[tuple[str, str]]:
+    """``(weight_name, bias_name)`` of every ``nn.Linear`` in module order (bias name may be '')."""
+    out = []
+    for prefix, m in module.named_modules():
+        if isinstance(m, nn.Linear):
+            pre = f"{prefix}." if prefix else ""
+            out.append((pre + "weight", pre + "bias" if m.bias is not None else ""))
+    return out
+
+
+def functional_forward(
+    skeleton: nn.Module, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor
+) -> tuple[Tensor, Tensor]:
+    """``(logits (R, N, K), representation (R, N, p))`` of R stacked networks on a shared input ``x``
+    (N, ...), via ``torch.func.vmap`` over ``torch.func.functional_call``. Uses the skeleton's mode
+    (train/eval); BatchNorm in train mode is not supported here (use a loop over runs)."""
+
+    def one(p, b, inp):
+        return torch.func.functional_call(skeleton, (p, b), (inp,), {"with_representation": True})
+
+    return torch.func.vmap(one, in_dims=(0, 0, None))(params, buffers, x)
+
+
+class BatchedMLP:
+    """The MLP as R stacked networks: weights ``(R, out, in)`` and biases ``(R, out)``.
+
+    The tensors are used, not copied, so an optimizer updating them in place is seen here.
+    ``forward`` evaluates a shared input; ``forward_backward`` computes the gradients of the squared
+    loss to one-hot targets for per-run batches with a hand-written backward pass (``bmm`` into
+    preallocated gradient tensors; no autograd graph), which is the training fast path.
+    """
+
+    def __init__(self, weights: list[Tensor], biases: list[Tensor]):
+        if len(weights) != len(biases) or not weights:
+            raise ValueError("weights and biases must be non-empty lists of equal length")
+        self.weights = weights
+        self.biases = biases
+
+    @property
+    def num_runs(self) -> int:
+        return self.weights[0].shape[0]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (R, N, K) and representation (R, N, p) for a shared input x (N, ...)."""
+        x = x.reshape(x.shape[0], -1)
+        r, n = self.num_runs, x.shape[0]
+        w0, b0 = self.weights[0], self.biases[0]
+        # one GEMM for all runs' first layer: (N, D) @ (D, R*out) -> (R, N, out)
+        z = (x @ w0.reshape(r * w0.shape[1], w0.shape[2]).t()).reshape(n, r, w0.shape[1]).transpose(0, 1)
+        z = z + b0.unsqueeze(1)
+        h = x.unsqueeze(0).expand(r, n, x.shape[1])
+        for w, b in zip(self.weights[1:], self.biases[1:]):
+            h = torch.relu(z)
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+        return z, h
+
+    def forward_backward(
+        self,
+        x: Tensor,
+        targets: Tensor,
+        grad_weights: list[Tensor],
+        grad_biases: list[Tensor],
+        *,
+        loss_scale: float = 2.0,
+    ) -> None:
+        """Write the gradients of ``sum((f(x) - targets)^2) * loss_scale / 2`` into the given tensors.
+
+        ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss_scale = 2`` is the
+        summed squared loss; ``2 / (B K)`` its mean.
+        """
+        hs = [x]
+        h = x
+        last = len(self.weights) - 1
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            if i < last:
+                h = z.relu_()
+                hs.append(h)
+        delta = z.sub_(targets).mul_(loss_scale)
+        for i in range(last, -1, -1):
+            torch.bmm(delta.transpose(1, 2), hs[i], out=grad_weights[i])
+            torch.sum(delta, dim=1, out=grad_biases[i])
+            if i > 0:
+                upstream = torch.bmm(delta, self.weights[i])
+                delta = torch.ops.aten.threshold_backward(upstream, hs[i], 0)
