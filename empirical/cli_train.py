@@ -1,0 +1,176 @@
+"""``ncgrok train`` (one run) and ``ncgrok sweep`` (a grid trained as one batched job)."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from empirical.runs import format_value, json_safe
+
+PROTOCOL = (
+    "Defaults are the paper's main setting (Sakamoto & Sato, arXiv:2509.20829, Figs. 2-4): the first "
+    "1000 MNIST training images, MLP 784-200-200-200-10 with every parameter x8 at init, squared error "
+    "to one-hot summed over batch and outputs, AdamW lr 1e-3, batch 100 by per-epoch shuffling, "
+    "100,000 steps, logged every step below 30, every 10 below 150, then every steps//150."
+)
+
+
+def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    data = parser.add_argument_group("data")
+    data.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10"))
+    data.add_argument("--data-dir", default=None,
+                      help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data; for cifar10 the "
+                           "archive or extracted folder)")
+    data.add_argument("--train-size", type=int, default=1000, help="the FIRST N training images (default 1000)")
+    data.add_argument("--heldout-size", type=int, default=5000,
+                      help="held-out population sample from the unused training images (0 = none; default 5000)")
+    model = parser.add_argument_group("model")
+    model.add_argument("--model", default="mlp", choices=("mlp", "cnn", "transformer", "resnet18"))
+    model.add_argument("--depth", type=int, default=4, help="MLP linear layers (4 = 784-200-200-200-10; 3 = released config)")
+    model.add_argument("--width", type=int, default=None, help="hidden width (default: architecture's)")
+    model.add_argument("--init-scale", type=float, default=None,
+                       help="large-init multiplier (default 8; 1 for resnet18)")
+    optim = parser.add_argument_group("optimisation")
+    optim.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
+    optim.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
+    optim.add_argument("--batch-size", type=int, default=100)
+    optim.add_argument("--steps", type=int, default=100_000)
+    optim.add_argument("--loss-reduction", default="sum", choices=("sum", "mean"),
+                       help="sum over batch and outputs (paper) or mean")
+    optim.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    optim.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    out = parser.add_argument_group("logging and output")
+    out.add_argument("--log-every", type=int, default=None,
+                     help="log every N steps instead of the paper's schedule")
+    out.add_argument("--delta", type=float, default=0.05, help="failure probability of the held-out radius (Thm. 4.1)")
+    out.add_argument("--snapshot-steps", type=int, nargs="*", default=(),
+                     help="also save each run's model at these steps")
+    out.add_argument("--out", required=True, type=Path, help="output directory")
+    out.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep in --out")
+    out.add_argument("--json", action="store_true", help="print the final summaries as JSON")
+    out.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    train = subparsers.add_parser(
+        "train",
+        help="train one network and log collapse measures, bounds and accuracy",
+        description="Train one network and write config.json, metrics.csv, summary.json and a "
+                    "resumable checkpoint to --out. " + PROTOCOL,
+    )
+    _add_shared_arguments(train)
+    train.add_argument("--lr", type=float, default=1e-3)
+    train.add_argument("--weight-decay", type=float, default=0.01)
+    train.add_argument("--seed", type=int, default=0)
+    train.set_defaults(func=_run_train)
+
+    sweep = subparsers.add_parser(
+        "sweep",
+        help="train a grid of runs (seeds x weight decays x lrs) as one batched job",
+        description="Train every combination of --weight-decay, --lr and --seeds at once (one batched "
+                    "computation), one directory per run under --out. " + PROTOCOL,
+    )
+    _add_shared_arguments(sweep)
+    sweep.add_argument("--lr", type=float, nargs="+", default=[1e-3])
+    sweep.add_argument("--weight-decay", type=float, nargs="+", default=[0.3, 0.1, 0.03, 0.01, 0.003, 0.001])
+    sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sweep.set_defaults(func=_run_sweep)
+
+
+def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
+    from empirical.sweep import SweepConfig
+
+    return SweepConfig(
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        model=args.model,
+        depth=args.depth,
+        width=args.width,
+        init_scale=args.init_scale,
+        train_size=args.train_size,
+        heldout_size=args.heldout_size or None,
+        optimizer=args.optimizer,
+        lrs=lrs,
+        weight_decays=weight_decays,
+        seeds=seeds,
+        batch_size=args.batch_size,
+        steps=args.steps,
+        loss_reduction=args.loss_reduction,
+        dtype=args.dtype,
+        device=args.device,
+        momentum=args.momentum,
+        log_every=args.log_every,
+        delta=args.delta,
+        snapshot_steps=args.snapshot_steps,
+    )
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    return _execute(args, _config(args, lrs=[args.lr], weight_decays=[args.weight_decay], seeds=[args.seed]))
+
+
+def _run_sweep(args: argparse.Namespace) -> int:
+    return _execute(args, _config(args, lrs=args.lr, weight_decays=args.weight_decay, seeds=args.seeds))
+
+
+class ProgressBar:
+    """tqdm bar over training steps showing the mean test accuracy and RNC1 over runs."""
+
+    def __init__(self, total: int, *, disable: bool):
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, unit="step", disable=disable, file=sys.stderr, dynamic_ncols=True)
+        self.position = 0
+
+    def __call__(self, step: int, total: int, rows: list[dict[str, float]]) -> None:
+        if rows:
+            test_acc = sum(row["test_acc"] for row in rows) / len(rows)
+            rnc1 = sum(row["rnc1"] for row in rows) / len(rows)
+            self.bar.set_postfix_str(f"test_acc={test_acc:.3f} rnc1={rnc1:.3g} runs={len(rows)}", refresh=False)
+        self.bar.update(step - self.position)
+        self.position = step
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def summary_table(summaries: list[dict[str, Any]]) -> str:
+    header = ("run", "train_acc", "test_acc", "rnc1", "nc2", "fit_step", "onset_step", "status")
+    lines = [header]
+    for summary in summaries:
+        final = summary["final"]
+        onset = summary.get("onset") or {}
+        lines.append((
+            summary["name"],
+            f"{final['train_acc']:.3f}",
+            f"{final['test_acc']:.3f}",
+            f"{final['rnc1']:.3g}",
+            f"{final['nc2']:.3g}" if final.get("nc2") is not None else "nan",
+            format_value(summary.get("fit_step")),
+            format_value(onset.get("onset_step")),
+            str(onset.get("status", "")),
+        ))
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(line, widths)) for line in lines)
+
+
+def _execute(args: argparse.Namespace, config) -> int:
+    from empirical.sweep import run_sweep
+
+    bar = ProgressBar(config.steps, disable=args.quiet or args.json)
+    try:
+        result = run_sweep(config, args.out, resume=args.resume, progress=bar)
+    finally:
+        bar.close()
+    if args.json:
+        payload = {"out": str(result.out_dir), "runs": result.summaries,
+                   "train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds}
+        print(json.dumps(json_safe(payload), default=str))
+        return 0
+    print(summary_table(result.summaries))
+    print(f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
+          + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
+    print(f"results: {result.out_dir}")
+    return 0

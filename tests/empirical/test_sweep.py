@@ -1,0 +1,137 @@
+"""Sweeps on disk: schema, resume equals uninterrupted, CLI behaviour, a short real MNIST run."""
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+import ncgrok
+from empirical.data import resolve_data_dir
+from empirical.measure import METRIC_COLUMNS
+from empirical.runs import read_metrics, read_metrics_rows
+from empirical.sweep import SweepConfig, run_sweep
+
+REQUIRED_COLUMNS = (
+    "step, train_loss, train_acc, test_loss, test_acc, nc1, nc1_pinv, rnc1, rnc1_sup, nc2, within_var, "
+    "between_var, feature_norm_mean, heldout_within_var, heldout_radius, cantelli_bound, weight_norm, "
+    "last_layer_norm"
+).split(", ")
+
+
+def synthetic_split(seed=0, num_classes=3):
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(num_classes, 1, 6, 6)).astype(np.float32)
+
+    def draw(n):
+        y = np.arange(n) % num_classes
+        x = centres[y] + 0.8 * rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
+        return x.astype(np.float32), y.astype(np.int64)
+
+    train_x, train_y = draw(60)
+    test_x, test_y = draw(90)
+    heldout_x, heldout_y = draw(45)
+    return SimpleNamespace(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
+                           heldout_x=heldout_x, heldout_y=heldout_y, num_classes=num_classes)
+
+
+def small_config(**changes):
+    settings = dict(
+        model="mlp", depth=3, width=12, init_scale=2.0, train_size=60, batch_size=20, steps=40,
+        weight_decays=(0.1, 0.01), seeds=(0, 1), lrs=(1e-2,), log_every=5, device="cpu",
+        checkpoint_seconds=0.0, snapshot_steps=(10,),
+    )
+    settings.update(changes)
+    return SweepConfig(**settings)
+
+
+def test_sweep_writes_the_documented_schema(tmp_path):
+    config = small_config()
+    result = run_sweep(config, tmp_path / "sweep", split=synthetic_split())
+    assert len(result.run_dirs) == 4
+    for directory in result.run_dirs:
+        header = (directory / "metrics.csv").read_text().splitlines()[0].split(",")
+        assert header[: len(REQUIRED_COLUMNS)] == REQUIRED_COLUMNS or set(REQUIRED_COLUMNS) <= set(header)
+        rows = read_metrics_rows(directory / "metrics.csv")
+        assert [row["step"] for row in rows] == list(range(0, 41, 5))
+        assert json.loads((directory / "config.json").read_text())["run"]["weight_decay"] in (0.1, 0.01)
+        summary = json.loads((directory / "summary.json").read_text())
+        assert summary["final"]["step"] == 40
+        assert (directory / "snapshots" / "step_10.pt").is_file()
+    assert (tmp_path / "sweep" / "checkpoint.pt").is_file()
+    # the synthetic task is easy: every run learns it
+    assert all(s["final"]["train_acc"] > 0.9 for s in result.summaries)
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    split = synthetic_split()
+    straight = run_sweep(small_config(), tmp_path / "straight", split=split)
+    interrupted = tmp_path / "interrupted"
+    run_sweep(small_config(), interrupted, split=split, stop_after_step=15)
+    # a crash after the checkpoint but mid-way through appending rows leaves a partial line
+    with open(interrupted / straight.run_dirs[0].name / "metrics.csv", "a") as stream:
+        stream.write("20,0.5,0.")
+    resumed = run_sweep(small_config(), interrupted, split=split, resume=True)
+    assert resumed.resumed_from == 15
+    for a, b in zip(straight.run_dirs, resumed.run_dirs):
+        assert (a / "metrics.csv").read_text() == (b / "metrics.csv").read_text()
+
+
+def test_existing_directory_needs_resume_and_same_settings(tmp_path):
+    split = synthetic_split()
+    run_sweep(small_config(steps=10), tmp_path / "s", split=split)
+    with pytest.raises(ValueError, match="--resume"):
+        run_sweep(small_config(steps=10), tmp_path / "s", split=split)
+    with pytest.raises(ValueError, match="steps"):
+        run_sweep(small_config(steps=20), tmp_path / "s", split=split, resume=True)
+
+
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"lrs": (0.0,)}, "lr must be > 0"),
+        ({"weight_decays": (-0.1,)}, "weight_decay must be >= 0"),
+        ({"seeds": ()}, "seeds needs at least one"),
+        ({"batch_size": 100}, "batch_size"),
+        ({"delta": 1.5}, "delta"),
+        ({"snapshot_steps": (99,)}, "snapshot_steps"),
+    ],
+)
+def test_invalid_sweep_settings(changes, match):
+    with pytest.raises(ValueError, match=match):
+        small_config(**changes)
+
+
+def _real_mnist_dir():
+    for candidate in (resolve_data_dir(), Path("/tmp/mnistpack/package/data")):
+        if (candidate / "mnist" / "train-images-idx3-ubyte").exists() or (candidate / "train-images-idx3-ubyte").exists():
+            return candidate
+    return None
+
+
+@pytest.mark.realdata
+def test_short_real_mnist_run_learns_via_cli(tmp_path, capsys):
+    data_dir = _real_mnist_dir()
+    if data_dir is None:
+        pytest.skip("real MNIST files not present; run `ncgrok data fetch mnist` to enable this test")
+    status = ncgrok.main([
+        "train", "--data-dir", str(data_dir), "--train-size", "300", "--heldout-size", "200", "--depth", "3",
+        "--width", "64", "--init-scale", "1", "--steps", "300", "--log-every", "100", "--weight-decay", "0.01", "--out",
+        str(tmp_path / "run"), "--json",
+    ])
+    assert status == 0
+    payload = json.loads(capsys.readouterr().out)
+    final = payload["runs"][0]["final"]
+    # 10 classes: chance is 0.1. Three epochs of AdamW on 300 images fit most of them.
+    assert final["train_acc"] > 0.8
+    assert final["test_acc"] > 0.3
+    metrics = read_metrics(tmp_path / "run" / payload["runs"][0]["name"])
+    assert list(metrics["step"]) == [0, 100, 200, 300]
+    assert set(METRIC_COLUMNS) <= set(metrics)
+
+
+def test_cli_reports_bad_values_in_one_line(tmp_path, capsys):
+    status = ncgrok.main(["sweep", "--out", str(tmp_path / "x"), "--lr", "-1", "--steps", "5"])
+    assert status == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "lr must be > 0" in err[0]
