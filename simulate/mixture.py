@@ -61,7 +61,8 @@ Conventions of the measurements (one row per logged step)
 * **Held-out (Thm. 4.1)**: unbiased within-class variance of ``g~`` on ``n_heldout`` fresh points
   per class (never used for training), with the radius ``theory.concentration.heldout_variance_radius``
   at level ``delta``; ``heldout_covered`` is 1 if every class's population variance lies within its
-  radius. The guarantee is per logged step (no union over steps) and assumes ``||g~|| <= 1`` on the
+  own radius, and ``heldout_radius`` is the prior-weighted average of the per-class radii (which
+  bounds ``|heldout_variance - population_variance|`` for the class-averaged values). The guarantee is per logged step (no union over steps) and assumes ``||g~|| <= 1`` on the
   held-out sample (see ``heldout_norm_ratio``).
 * **I(Z;X|Y)** in nats, ``Z / B_g = g~(X) + E``. Linear network: ``mi_exact`` from
   ``theory.information.gaussian_conditional_information`` (it equals the log-det bound). Always: the
@@ -115,8 +116,10 @@ __all__ = [
     "GMMConfig",
     "GMMResult",
     "InformationEstimate",
+    "Optimizer",
     "init_network",
     "loss_and_gradients",
+    "logged_steps",
     "exact_linear_moments",
     "conditional_information_monte_carlo",
     "run_gmm",
@@ -353,7 +356,7 @@ def loss_and_gradients(
 
 
 class Optimizer:
-    """Full-batch GD or AdamW, both with weight decay on ``W1, W2, W3`` in the form
+    """Full-batch GD (``kind="gd"``) or AdamW (``kind="adamw"``), both with weight decay on ``W1, W2, W3`` in the form
     ``W <- (1 - lr lambda) W - lr * step(G)`` (``G`` = gradient of the data term)."""
 
     def __init__(self, network: Network, *, kind: str, lr: float, weight_decay: float,
