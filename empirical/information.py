@@ -482,14 +482,14 @@ class CompressedMutualInformation:
     def _mi_zx(self, z_white: np.ndarray, x_white: np.ndarray) -> float:
         joint = np.concatenate([z_white, x_white], axis=1)
         e = self.entropy
-        return e._entropy(z_white) + e._entropy(x_white) - e._entropy(joint)
+        return float(e._entropy(z_white) + e._entropy(x_white) - e._entropy(joint))
 
     def _mi_zy(self, z_white: np.ndarray, inverse: np.ndarray, counts: np.ndarray) -> float:
         e = self.entropy
         conditional = sum(
             (count / z_white.shape[0]) * e._entropy(z_white[inverse == label]) for label, count in enumerate(counts)
         )
-        return e._entropy(z_white) - conditional
+        return float(e._entropy(z_white) - conditional)
 
     def _both(self, z: Any, x: Any) -> tuple[np.ndarray, np.ndarray]:
         z_white = self._ties("z", self.compress_representation(z))

@@ -202,6 +202,7 @@ def test_mi_with_labels_of_separated_mixture_is_label_entropy():
     both = estimator.estimate(z, z[:, :2], labels)
     assert both.i_zy == pytest.approx(estimator.mi_with_labels(z, labels), rel=1e-12)
     assert both.conditional == pytest.approx(both.i_zx - both.i_zy, rel=1e-12)
+    assert all(type(value) is float for value in (both.i_zx, both.i_zy, both.conditional))
 
 
 def test_representation_is_pca_compressed_and_whitened():
