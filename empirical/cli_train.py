@@ -47,6 +47,12 @@ def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--delta", type=float, default=0.05, help="failure probability of the held-out radius (Thm. 4.1)")
     out.add_argument("--snapshot-steps", type=int, nargs="*", default=(),
                      help="also save each run's model at these steps")
+    out.add_argument("--measure-ib", action="store_true",
+                     help="also log the information plane on a test subset: nHSIC(Z;X), nHSIC(Z;Y), compressed "
+                          "MI I(Z;X), I(Z;Y) (nats) and the Thm. 3.4 trace/log-det bounds on I(Z;X|Y)")
+    out.add_argument("--ib-sigma", type=float, default=0.1,
+                     help="noise std of Z = g(X) + B_g E in units of g/B_g, for the Thm. 3.4 bounds (default 0.1)")
+    out.add_argument("--ib-samples", type=int, default=2000, help="test examples used by --measure-ib (default 2000)")
     out.add_argument("--out", required=True, type=Path, help="output directory")
     out.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep in --out")
     out.add_argument("--json", action="store_true", help="print the final summaries as JSON")
@@ -104,6 +110,9 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
         log_every=args.log_every,
         delta=args.delta,
         snapshot_steps=args.snapshot_steps,
+        measure_ib=args.measure_ib,
+        ib_sigma=args.ib_sigma,
+        ib_samples=args.ib_samples,
     )
 
 

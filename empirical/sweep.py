@@ -19,7 +19,14 @@ from typing import Any, Callable, Sequence
 import torch
 
 from empirical.engine import BatchedTrainer, RunConfig, log_schedule, select_device
-from empirical.measure import METRIC_COLUMNS, as_measurement_data, measure_runs
+from empirical.measure import (
+    INFORMATION_COLUMNS,
+    METRIC_COLUMNS,
+    InformationMeasurement,
+    InformationSettings,
+    as_measurement_data,
+    measure_runs,
+)
 from empirical.models import ModelSpec
 from empirical.runs import MetricsTable, atomic_write_bytes, atomic_write_json, read_json, read_metrics_rows
 
@@ -60,6 +67,9 @@ class SweepConfig:
     snapshot_steps: Sequence[int] = ()
     checkpoint_seconds: float = 10.0
     measure_chunk_size: int = 2048
+    measure_ib: bool = False
+    ib_sigma: float = 0.1
+    ib_samples: int = 2000
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -92,8 +102,17 @@ class SweepConfig:
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must lie strictly between 0 and 1, got {self.delta}")
+        if self.measure_ib:
+            self.information_settings()  # validates ib_sigma and ib_samples
         if any(s < 0 or s > self.steps for s in self.snapshot_steps):
             raise ValueError(f"snapshot_steps must lie in [0, steps={self.steps}], got {list(self.snapshot_steps)}")
+
+    def information_settings(self) -> InformationSettings:
+        return InformationSettings(sigma=self.ib_sigma, sample_size=self.ib_samples)
+
+    def columns(self) -> tuple[str, ...]:
+        """Column names of every run's metrics.csv."""
+        return ("step",) + METRIC_COLUMNS + (INFORMATION_COLUMNS if self.measure_ib else ())
 
     def runs(self) -> list[RunConfig]:
         """The grid, ordered by weight decay, then learning rate, then seed."""
@@ -207,7 +226,7 @@ def prepare_out_dir(config: SweepConfig, out_dir: Path, *, resume: bool) -> tupl
         directory.mkdir(parents=True, exist_ok=True)
         atomic_write_json(directory / "config.json", {**config.to_dict(), "run": dataclasses.asdict(run),
                                                       "name": directory.name})
-        MetricsTable(directory / "metrics.csv", ("step",) + METRIC_COLUMNS).create()
+        MetricsTable(directory / "metrics.csv", config.columns()).create()
     atomic_write_json(sweep_file, {"schema": SCHEMA_VERSION, "config": config.to_dict(),
                                    "runs": [directory.name for directory in run_dirs]})
     return run_dirs, False
@@ -248,7 +267,8 @@ def run_sweep(
         device=device,
         momentum=config.momentum,
     )
-    tables = [MetricsTable(directory / "metrics.csv", ("step",) + METRIC_COLUMNS) for directory in run_dirs]
+    tables = [MetricsTable(directory / "metrics.csv", config.columns()) for directory in run_dirs]
+    information = _information_measurement(config, split, data) if config.measure_ib else None
     resumed_from = 0
     logged: set[int] = set()
     if has_checkpoint:
@@ -273,6 +293,10 @@ def run_sweep(
         measured = time.perf_counter()
         train_seconds += measured - started
         rows = measure_runs(trainer, data, delta=config.delta, chunk_size=config.measure_chunk_size)
+        if information is not None:
+            scales = [row["feature_norm_max"] for row in rows]
+            for row, extra in zip(rows, information(trainer, scales)):
+                row.update(extra)
         measure_seconds += time.perf_counter() - measured
         for table, row in zip(tables, rows):
             table.append([{"step": target, **row}])
@@ -293,6 +317,21 @@ def run_sweep(
     atomic_write_json(out_dir / "summary.json", {"runs": summaries, "train_seconds": train_seconds,
                                                  "measure_seconds": measure_seconds, "resumed_from": resumed_from})
     return SweepResult(out_dir, run_dirs, summaries, train_seconds, measure_seconds, resumed_from)
+
+
+def _information_measurement(config: SweepConfig, split: Any, data) -> InformationMeasurement:
+    """The --measure-ib measurement on the test set, with the input autoencoder fitted once per data
+    set and cached under ``<data dir>/autoencoders`` (see ``empirical.information.fit_or_load``)."""
+    import numpy as np
+
+    from empirical.data import resolve_data_dir
+    from empirical.information import fit_or_load
+
+    test_x = np.asarray(split.test_x, dtype=np.float32).reshape(len(split.test_x), -1)
+    cache = Path(config.data_dir) if config.data_dir and Path(config.data_dir).is_dir() else resolve_data_dir()
+    encoder = fit_or_load(test_x, cache / "autoencoders")
+    return InformationMeasurement(data.test_x, data.test_y, encoder=encoder,
+                                  settings=config.information_settings(), num_classes=data.num_classes)
 
 
 def _checkpoint(trainer: BatchedTrainer, out_dir: Path) -> None:

@@ -135,3 +135,22 @@ def test_cli_reports_bad_values_in_one_line(tmp_path, capsys):
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "lr must be > 0" in err[0]
+
+
+def test_measure_ib_adds_information_columns(tmp_path):
+    split = synthetic_split()
+    rng = np.random.default_rng(3)
+    split.test_y = np.arange(240) % 3
+    split.test_x = (np.repeat(split.train_x[:3], 80, axis=0)[np.argsort(np.argsort(split.test_y))]
+                    + 0.5 * rng.normal(size=(240, 1, 6, 6))).astype(np.float32)
+    config = small_config(steps=10, weight_decays=(0.1,), seeds=(0,), measure_ib=True, ib_samples=200,
+                          ib_sigma=0.5, data_dir=str(tmp_path), snapshot_steps=())
+    result = run_sweep(config, tmp_path / "ib", split=split)
+    metrics = read_metrics(result.run_dirs[0])
+    for column in ("nhsic_zx", "nhsic_zy", "mi_zx", "mi_zy", "ib_bound_trace", "ib_bound_logdet"):
+        assert np.all(np.isfinite(metrics[column])), column
+    # log det(I + A) <= Tr A for PSD A (Thm. 3.4's second inequality)
+    assert np.all(metrics["ib_bound_logdet"] <= metrics["ib_bound_trace"] + 1e-12)
+    # nHSIC of a batch of m = 100 lies in [0, m - 1]
+    assert np.all((metrics["nhsic_zy"] >= 0) & (metrics["nhsic_zy"] <= 99))
+    assert list((tmp_path / "autoencoders").glob("autoencoder-*.pt"))  # cached once per data set
