@@ -44,7 +44,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from theory._validation import as_array, as_scalar
 
@@ -365,6 +364,8 @@ def fit_loglog_slope(weight_decays: Any, delays: Any, *, confidence: float = 0.9
         residuals = y - (intercept + slope * x)
         variance = float(np.sum(residuals**2)) / (n - 2)
         stderr = math.sqrt(variance / sxx)
+        from scipy import stats  # imported here: scipy.stats costs ~0.5 s at CLI start-up
+
         half = float(stats.t.ppf(0.5 + confidence / 2.0, df=n - 2)) * stderr
         interval = (slope - half, slope + half)
     return LogLogFit(
