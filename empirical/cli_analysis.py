@@ -1,0 +1,237 @@
+"""``ncgrok onset`` (grokking onsets vs the R6 law) and ``ncgrok figures`` (Figs. 2-4, bound checks)."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from empirical.runs import json_safe
+
+_ONSET_DESCRIPTION = (
+    "Per run: the fit step (first logged step with train accuracy >= --fit-threshold), the grokking onset "
+    "(first logged step at or after the fit where test accuracy reaches the midpoint between its post-fit "
+    "plateau and its final value, sustained over a majority of the next 5 logs; empirical.onset), the status "
+    "(grokked / never_fit / never_grokked / no_gap) and the RNC1 drop time (first log after the fit with RNC1 <= "
+    "--rnc1-fraction x its value at the fit). Per weight decay: mean, std, min and max over seeds of onset - fit, "
+    "and how many runs never fitted or never grokked (counted, never dropped). Then the R6 predictions of "
+    "Thm. 4.3 (rates published, exact form reconstructed): the log-log slope of (onset - fit) on lambda with its "
+    "confidence interval (predicted -1), and t_fit + C/(eta lambda) with C fitted on one weight decay."
+)
+
+_FIGURES_DESCRIPTION = (
+    "Writes, for a sweep directory: fig3_dynamics (Fig. 3: accuracy, RNC1, NC2 vs step per weight decay), "
+    "fig4_information (Fig. 4: I(Z;X)-I(Z;Y), nHSIC difference, RNC1; only with --measure-ib columns), "
+    "bounds_r1_r4 (R1: Thm. 3.2 Cantelli bound vs test error; R4: Thm. 4.1 held-out radius band vs training "
+    "RNC1), onset_scaling (delay vs lambda against the R6 law) and fig2_margins (Fig. 2: per-example margins of a "
+    "class pair at two snapshot steps; needs --snapshot-steps and the data). Prints the written paths and one "
+    "R1/R4 summary per run."
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    onset = subparsers.add_parser(
+        "onset",
+        help="grokking onset per run and per weight decay vs the predicted 1/(eta lambda) law (R6)",
+        description=_ONSET_DESCRIPTION,
+    )
+    onset.add_argument("path", metavar="RUN_OR_SWEEP_DIR", type=Path,
+                       help="a run directory (with metrics.csv) or a sweep directory of them")
+    onset.add_argument("--fit-threshold", type=float, default=0.99,
+                       help="train accuracy that counts as fitted (default 0.99)")
+    onset.add_argument("--rnc1-fraction", type=float, default=0.1,
+                       help="RNC1 drop time: first log after the fit with RNC1 <= this fraction of its value at the fit "
+                            "(default 0.1)")
+    onset.add_argument("--calibrate-on", type=float, default=None, metavar="LAMBDA",
+                       help="weight decay whose grokked seeds fix C in t_fit + C/(eta lambda) (default: the middle "
+                            "weight decay that grokked)")
+    onset.add_argument("--confidence", type=float, default=0.95, help="confidence of the slope interval (default 0.95)")
+    onset.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    onset.add_argument("--figure", type=Path, default=None, metavar="PATH",
+                       help="also write the delay-vs-lambda figure (suffix .png, .pdf or .svg)")
+    onset.set_defaults(func=_run_onset)
+
+    figures = subparsers.add_parser(
+        "figures",
+        help="Figs. 2-4 style figures, R1/R4 bound checks and the onset law for a sweep directory",
+        description=_FIGURES_DESCRIPTION,
+    )
+    figures.add_argument("path", metavar="SWEEP_DIR", type=Path, help="a sweep (or run) directory")
+    figures.add_argument("--out", type=Path, default=Path("figures"), help="output directory (default figures/)")
+    figures.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
+                         help="file formats (default png)")
+    figures.add_argument("--band", default="minmax", choices=["minmax", "std"],
+                         help="band around the mean over seeds: min-max (default) or +/- 1 std")
+    figures.add_argument("--data-dir", default=None,
+                         help="data directory for Fig. 2 (default: the run's config, then $NCGROK_DATA)")
+    figures.add_argument("--margin-run", default=None, metavar="NAME",
+                         help="run for Fig. 2 (default: the first run with two snapshots)")
+    figures.add_argument("--margin-classes", type=int, nargs=2, default=[0, 1], metavar=("A", "B"),
+                         help="class pair of Fig. 2 (default 0 1)")
+    figures.add_argument("--margin-steps", type=int, nargs=2, default=None, metavar=("EARLY", "LATE"),
+                         help="snapshot steps of Fig. 2 (default: first and last snapshot)")
+    figures.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    figures.set_defaults(func=_run_figures)
+
+
+# ---------------------------------------------------------------------------------------------
+# ncgrok onset
+
+
+def _number(value: Any, spec: str = ".4g") -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float) and not math.isfinite(value):
+        return "-"
+    if isinstance(value, int) or (isinstance(value, float) and value.is_integer() and abs(value) < 1e12):
+        return str(int(value))
+    if abs(value) >= 1000:  # step counts: whole steps are precise enough
+        return f"{value:.0f}"
+    return format(value, spec)
+
+
+def _table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+
+
+def _run_onset(args: argparse.Namespace) -> int:
+    from empirical.analysis import analyze_onsets, load_sweep, onset_analysis_dict
+
+    runs = load_sweep(args.path)
+    analysis = analyze_onsets(runs, fit_threshold=args.fit_threshold, rnc1_fraction=args.rnc1_fraction,
+                              calibrate_on=args.calibrate_on, confidence=args.confidence)
+    figure_paths = []
+    if args.figure is not None:
+        from empirical.figures import onset_figure
+
+        figure_paths = onset_figure(analysis, args.figure)
+    if args.json:
+        payload = {
+            "command": "onset",
+            "path": str(args.path),
+            "fit_threshold": args.fit_threshold,
+            "rnc1_fraction": args.rnc1_fraction,
+            "calibrate_on": args.calibrate_on,
+            "confidence": args.confidence,
+            **onset_analysis_dict(analysis),
+            "figure": [str(path) for path in figure_paths],
+        }
+        print(json.dumps(json_safe(payload)))
+        return 0
+    for line in _onset_text(args, analysis):
+        print(line)
+    for path in figure_paths:
+        print(f"wrote {path}")
+    return 0
+
+
+def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
+    lines = [
+        f"ncgrok onset {args.path}: {len(analysis.runs)} run(s)",
+        f"  fit = first log with train acc >= {analysis.fit_threshold:g}; onset = sustained midpoint crossing of test "
+        f"acc after the fit; rnc1_drop = first log after the fit with RNC1 <= {analysis.rnc1_fraction:g} x RNC1(fit); "
+        "+/- = gap to the previous log",
+        "",
+    ]
+    rows = [("run", "lambda", "seed", "status", "fit", "onset", "+/-", "onset-fit", "rnc1_drop", "plateau", "final")]
+    for item in sorted(analysis.runs, key=lambda item: (item.lr, item.weight_decay, item.seed)):
+        result = item.result
+        rows.append((
+            item.name, f"{item.weight_decay:g}", str(item.seed), result.status, _number(result.fit_step),
+            _number(result.onset_step), _number(item.resolution), _number(item.delay), _number(item.rnc1_drop_step),
+            _number(result.plateau, ".3f"), _number(result.final, ".3f"),
+        ))
+    lines += _table(rows)
+    for lr, summary in analysis.summaries:
+        lines += ["", f"per weight decay (lr {lr:g}; delay = onset - fit over grokked seeds; std with ddof 1):"]
+        rows = [("lambda", "runs", "grokked", "never_fit", "never_grok", "no_gap", "delay_mean", "delay_std",
+                 "delay_min", "delay_max", "predicted", "rel_err")]
+        for row in summary.rows:
+            rows.append((
+                f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_never_fit),
+                str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean), _number(row.delay_std),
+                _number(row.delay_min), _number(row.delay_max), _number(row.predicted_delay),
+                "-" if not math.isfinite(row.delay_relative_error) else f"{row.delay_relative_error:+.1%}",
+            ))
+        lines += _table(rows)
+        fit = summary.slope_fit
+        if fit is None:
+            lines.append("scaling law: not fitted (fewer than two weight decays with a positive delay)")
+        else:
+            if math.isfinite(fit.slope_ci[0]):
+                consistent = "consistent" if fit.slope_ci[0] <= -1.0 <= fit.slope_ci[1] else "NOT consistent"
+                interval = f"{100 * fit.confidence:.0f}% CI [{fit.slope_ci[0]:.3f}, {fit.slope_ci[1]:.3f}]"
+            else:
+                consistent, interval = "no interval from two points", "CI undefined"
+            lines.append(f"scaling law: slope of log(onset - fit) on log(lambda) = {fit.slope:.3f}, {interval}, "
+                         f"{fit.num_points} grokked runs; R6 predicts -1 ({consistent})")
+        if summary.onset_constant is not None:
+            lines.append(f"calibrated: C = {summary.onset_constant:.4g} from lambda = {summary.calibration_weight_decay:g} "
+                         f"(C = mean delay x eta x lambda); predicted = C/(eta lambda), rel_err = (predicted - observed) "
+                         "/ observed delay")
+    for index, note in enumerate(analysis.notes, start=1):
+        lines.append(f"[{index}] {note}")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# ncgrok figures
+
+
+def _run_figures(args: argparse.Namespace) -> int:
+    from empirical.analysis import bound_check_lines
+    from empirical.figures import make_figures
+
+    report = make_figures(
+        args.path,
+        args.out,
+        formats=args.format,
+        band=args.band,
+        data_dir=args.data_dir,
+        margin_run=args.margin_run,
+        margin_classes=tuple(args.margin_classes),
+        margin_steps=args.margin_steps,
+    )
+    if args.json:
+        import dataclasses
+
+        payload = {
+            "command": "figures",
+            "path": str(args.path),
+            "out": str(args.out),
+            "formats": list(args.format),
+            "band": args.band,
+            "paths": [str(path) for path in report.paths],
+            "notes": report.notes,
+            "bound_checks": [dataclasses.asdict(check) for check in report.bound_checks],
+            "margins": None if report.margins is None else {
+                "run": report.margins.run_name,
+                "classes": list(report.margins.classes),
+                "steps": list(report.margins.steps),
+                "accuracy": {str(step): value for step, value in report.margins.accuracy.items()},
+                "summary": report.margins.summary(),
+            },
+        }
+        print(json.dumps(json_safe(payload)))
+        return 0
+    for path in report.paths:
+        print(f"wrote {path}")
+    for note in report.notes:
+        print(f"note: {note}")
+    if report.bound_checks:
+        print("bound checks (R1: cantelli_bound = Thm. 3.2 with held-out class statistics vs 1 - test_acc; "
+              "R4: training rnc1_sup vs held-out unbiased heldout_within_var_sup +/- heldout_radius, "
+              "the Thm. 4.1 radius of the held-out estimate of the population variance):")
+        for check in report.bound_checks:
+            first, second = bound_check_lines(check)
+            print(f"  {check.name}: {first}")
+            print(f"  {' ' * len(check.name)}  {second}")
+    if report.margins is not None:
+        a, b = report.margins.classes
+        print(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")
+        for row in report.margins.summary():
+            print(f"  step {row['step']:>7} {row['split']:<6} class {row['class']}: n={row['count']}, mean "
+                  f"{row['mean']:+.3g}, std {row['std']:.3g}, own side {100 * row['correct_side_fraction']:.0f}%")
+    return 0
