@@ -91,6 +91,10 @@ def _number(value: Any, spec: str = ".4g") -> str:
     return format(value, spec)
 
 
+def _percent(value: float) -> str:
+    return "-" if not math.isfinite(value) else f"{value:+.1%}"
+
+
 def _table(rows: list[tuple[str, ...]]) -> list[str]:
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
@@ -147,13 +151,14 @@ def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
     for lr, summary in analysis.summaries:
         lines += ["", f"per weight decay (lr {lr:g}; delay = onset - fit over grokked seeds; std with ddof 1):"]
         rows = [("lambda", "runs", "grokked", "never_fit", "never_grok", "no_gap", "delay_mean", "delay_std",
-                 "delay_min", "delay_max", "predicted", "rel_err")]
+                 "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset", "onset_err")]
         for row in summary.rows:
             rows.append((
                 f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_never_fit),
                 str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean), _number(row.delay_std),
                 _number(row.delay_min), _number(row.delay_max), _number(row.predicted_delay),
-                "-" if not math.isfinite(row.delay_relative_error) else f"{row.delay_relative_error:+.1%}",
+                _percent(row.delay_relative_error), _number(row.onset_mean), _number(row.predicted_onset),
+                _percent(row.onset_relative_error),
             ))
         lines += _table(rows)
         fit = summary.slope_fit
@@ -169,8 +174,8 @@ def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
                          f"{fit.num_points} grokked runs; R6 predicts -1 ({consistent})")
         if summary.onset_constant is not None:
             lines.append(f"calibrated: C = {summary.onset_constant:.4g} from lambda = {summary.calibration_weight_decay:g} "
-                         f"(C = mean delay x eta x lambda); predicted = C/(eta lambda), rel_err = (predicted - observed) "
-                         "/ observed delay")
+                         "(C = mean delay x eta x lambda); pred_delay = C/(eta lambda), pred_onset = fit_mean + pred_delay; "
+                         "*_err = (predicted - observed) / observed")
     for index, note in enumerate(analysis.notes, start=1):
         lines.append(f"[{index}] {note}")
     return lines

@@ -246,8 +246,7 @@ def dynamics_figure(
     axes[2].set_ylabel("NC2 = \u03c3_max / \u03c3_min of class means")
     axes[2].set_title("(c) NC2 (\u2192 1 for equal-norm orthogonal means)")
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("training step")
+        _step_axis(ax)
         ax.grid(True, which="major", alpha=0.3)
         if ax.get_yscale() == "log" and _has_positive_data(ax):
             _plain_log_ticks(ax)
@@ -318,8 +317,7 @@ def information_figure(
         handles += [Line2D([], [], color="0.3", lw=1.6), Line2D([], [], color="0.3", lw=1.6, ls="--")]
         labels += ["log-det bound (d)", "trace bound V/(2\u03c3\u00b2) (d)"]
     for ax in axes:
-        ax.set_xscale("log")
-        ax.set_xlabel("training step")
+        _step_axis(ax)
         ax.grid(True, which="major", alpha=0.3)
         if ax.get_yscale() == "log" and _has_positive_data(ax):
             _plain_log_ticks(ax)
@@ -396,10 +394,10 @@ def bound_figure(
         name = f"lr {lr:g}, {_lambda_label(decay)}" if several_lrs else _lambda_label(decay)
         top.set_title(name)
         for ax in (top, bottom):
-            ax.set_xscale("log")
             ax.set_yscale("log")
+            _step_axis(ax)
             ax.grid(True, which="major", alpha=0.3)
-        bottom.set_xlabel("training step")
+        top.set_xlabel("")
         top.legend(fontsize=7, loc="lower left", frameon=False)
         for ax in (top, bottom):
             if _has_positive_data(ax):
@@ -501,14 +499,12 @@ def onset_figure(
     figure, (left, right) = plt.subplots(1, 2, figsize=(13.5, 5.0))
     palette = plt.get_cmap("tab10")
     counts_text = []
-    drawn = False
     for index, (lr, summary) in enumerate(analysis.summaries):
         colour = palette(index % 10)
         suffix = f" (lr {lr:g})" if len(analysis.summaries) > 1 else ""
         members = [item for item in analysis.runs if item.lr == lr and item.weight_decay > 0]
         per_seed = [(item.weight_decay, item.delay) for item in members if item.delay is not None and item.delay > 0]
         if per_seed:
-            drawn = True
             left.plot([d for d, _ in per_seed], [t for _, t in per_seed], "o", color=colour, ms=3.5, alpha=0.45,
                       label=f"per seed{suffix}")
         rows = [row for row in summary.rows if math.isfinite(row.delay_mean) and row.delay_mean > 0]
@@ -564,11 +560,12 @@ def onset_figure(
     if counts_text:
         left.text(0.02, 0.02, "not in the fit:\n" + "\n".join(counts_text), transform=left.transAxes, fontsize=8,
                   va="bottom", ha="left", bbox=dict(boxstyle="round", fc="white", ec="0.7"))
-    if not drawn:
-        left.text(0.5, 0.5, "no run grokked with a positive delay", transform=left.transAxes, ha="center")
     for ax in (left, right):
         if not _has_positive_data(ax):
-            ax.text(0.5, 0.4, "nothing to draw on log axes", transform=ax.transAxes, ha="center", color="0.4")
+            ax.text(0.5, 0.5, "no run grokked with a positive delay: nothing to draw", transform=ax.transAxes,
+                    ha="center", color="0.3")
+            ax.set_xticks([])
+            ax.set_yticks([])
             continue
         ax.set_xscale("log")
         ax.set_yscale("log")
@@ -601,8 +598,29 @@ def _plain_log_ticks(ax: Any, x_ticks: Sequence[float] = ()) -> None:
     low, high = ax.get_ylim()
     narrow = low > 0 and high / low < 100
     ax.yaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
-    ax.yaxis.set_major_formatter(plain)
+    ax.yaxis.set_major_formatter(plain if narrow else FuncFormatter(lambda value, _: _power_label(value)))
     ax.yaxis.set_minor_formatter(NullFormatter())
+
+
+def _step_axis(ax: Any) -> None:
+    """Log x axis of training steps labelled with plain numbers at 1, 2, 5 x 10^k when it spans
+    less than two decades (powers of ten otherwise), without minor labels (they overlap)."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    ax.set_xscale("log")
+    low, high = ax.get_xlim()
+    narrow = low > 0 and high / low < 100
+    ax.xaxis.set_major_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0) if narrow else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}" if narrow else _power_label(value)))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("training step")
+
+
+def _power_label(value: float) -> str:
+    exponent = math.log10(value) if value > 0 else math.nan
+    if math.isfinite(exponent) and abs(exponent - round(exponent)) < 1e-9:
+        return f"$10^{{{int(round(exponent))}}}$"
+    return f"{value:g}"
 
 
 def _has_positive_data(ax: Any) -> bool:
@@ -669,6 +687,17 @@ def make_figures(
     runs = load_sweep(sweep_dir)
     out_dir = Path(out_dir)
     report = FigureReport()
+    # Check the Fig. 2 choices before writing anything.
+    candidates = [run for run in runs if len(snapshot_steps(run)) >= 2]
+    if margin_run is not None:
+        candidates = [run for run in runs if run.name == margin_run]
+        if not candidates:
+            raise ValueError(f"--margin-run {margin_run!r} is not a run of {sweep_dir}: {[run.name for run in runs]}")
+    if margin_steps is not None and candidates:
+        missing = sorted(set(int(step) for step in margin_steps) - set(snapshot_steps(candidates[0])))
+        if missing:
+            raise ValueError(f"{candidates[0].name} has no snapshot at step(s) {missing}; "
+                             f"available: {snapshot_steps(candidates[0]) or 'none'}")
     lrs = sorted({run.lr for run in runs})
 
     def name(base: str, lr: float) -> Path:
@@ -695,12 +724,6 @@ def make_figures(
         report.paths += onset_figure(report.onsets, out_dir / "onset_scaling", formats=formats)
 
     # Fig. 2 needs snapshots and the data.
-    candidates = [run for run in runs if len(snapshot_steps(run)) >= 2]
-    if margin_run is not None:
-        chosen = [run for run in runs if run.name == margin_run]
-        if not chosen:
-            raise ValueError(f"--margin-run {margin_run!r} is not a run of {sweep_dir}: {[run.name for run in runs]}")
-        candidates = chosen
     if not candidates:
         report.notes.append("Fig. 2 skipped: no run has two model snapshots (train with --snapshot-steps A B)")
         return report
