@@ -292,7 +292,7 @@ def test_resume_equals_uninterrupted(tmp_path, spec, kwargs):
     _assert_same_state(first, straight)
 
     resumed = make()
-    resumed.load_state_dict(torch.load(path, weights_only=False))
+    resumed.load_state_dict(torch.load(path, weights_only=True))
     assert resumed.step == 37
     resumed.train(23)
     _assert_same_state(resumed, straight)
