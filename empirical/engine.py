@@ -96,6 +96,10 @@ class RunConfig:
             raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
         if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
+        # plain Python numbers (numpy scalars would not survive torch.load(weights_only=True))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "weight_decay", float(self.weight_decay))
 
 
 def select_device(device: str | torch.device = "auto") -> torch.device:

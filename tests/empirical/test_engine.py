@@ -11,6 +11,7 @@ makes)."""
 
 import dataclasses
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -417,6 +418,8 @@ def test_input_validation():
         BatchedTrainer(MLP, [], x, y, batch_size=10, device="cpu")
     with pytest.raises(ValueError, match="seed"):
         RunConfig(seed=-1, lr=1e-3, weight_decay=0.0)
+    numpy_run = RunConfig(seed=np.int64(3), lr=np.float64(1e-3), weight_decay=np.float64(0.1))
+    assert type(numpy_run.seed) is int and type(numpy_run.lr) is float and numpy_run == RunConfig(3, 1e-3, 0.1)
     with pytest.raises(ValueError, match="BatchNorm"):
         BatchedTrainer(RESNET, RUNS, *_data(RESNET), batch_size=10, device="cpu", backend="vmap")
 
