@@ -427,11 +427,16 @@ class BatchedTrainer:
         torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
         torch._foreach_mul_(exp_avg_sq, beta2)
         torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
-        denom = torch._foreach_sqrt(exp_avg_sq)
+        if getattr(self, "_scratch", None) is None:  # reused: fresh param-sized tensors cost page faults
+            self._scratch = ([torch.empty_like(p) for p in params], [torch.empty_like(p) for p in params])
+        denom, update = self._scratch
+        for d, v in zip(denom, exp_avg_sq):
+            torch.sqrt(v, out=d)
         torch._foreach_div_(denom, bias_correction2**0.5)
         torch._foreach_add_(denom, self.eps)
         neg_step = torch.tensor([-(lr / bias_correction1) for lr in self._lrs], dtype=self.dtype, device=self.device)
-        update = torch._foreach_mul(exp_avg, [neg_step.view(-1, *([1] * (p.dim() - 1))) for p in params])
+        for u, m in zip(update, exp_avg):
+            torch.mul(m, neg_step.view(-1, *([1] * (m.dim() - 1))), out=u)
         torch._foreach_div_(update, denom)
         torch._foreach_add_(params, update)
 
@@ -440,8 +445,8 @@ class BatchedTrainer:
         for g in self._groups:
             lr, wd = g["lr"], g["weight_decay"]
             grads = g["grads"]
-            if wd != 0:
-                grads = torch._foreach_add(grads, g["params"], alpha=wd)
+            if wd != 0:  # in place: the gradient buffers are rewritten every step anyway
+                torch._foreach_add_(grads, g["params"], alpha=wd)
             if self.momentum != 0:
                 bufs = g["momentum_buffer"]
                 if first:

@@ -435,11 +435,12 @@ class BatchedMLP:
         ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss_scale = 2`` is the
         summed squared loss; ``2 / (B K)`` its mean.
         """
+        work = self._workspace(x)
         hs = [x]
         h = x
         last = len(self.weights) - 1
         for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=work["z"][i])
             if i < last:
                 h = z.relu_()
                 hs.append(h)
@@ -448,5 +449,20 @@ class BatchedMLP:
             torch.bmm(delta.transpose(1, 2), hs[i], out=grad_weights[i])
             torch.sum(delta, dim=1, out=grad_biases[i])
             if i > 0:
-                upstream = torch.bmm(delta, self.weights[i])
-                delta = torch.ops.aten.threshold_backward(upstream, hs[i], 0)
+                upstream = torch.bmm(delta, self.weights[i], out=work["upstream"][i])
+                # ReLU backward in place: keep the upstream gradient where the unit was active
+                delta = torch.ops.aten.threshold_backward.grad_input(upstream, hs[i], 0, grad_input=upstream)
+
+    def _workspace(self, x: Tensor) -> dict[str, list]:
+        """Activation buffers reused across steps (fresh multi-MB tensors every step cost page faults)."""
+        key = (tuple(x.shape), x.dtype, x.device)
+        if getattr(self, "_work_key", None) != key:
+            r, b = x.shape[0], x.shape[1]
+            outs = [w.shape[1] for w in self.weights]
+            ins = [w.shape[2] for w in self.weights]
+            self._work = {
+                "z": [x.new_empty(r, b, o) for o in outs],
+                "upstream": [None] + [x.new_empty(r, b, i) for i in ins[1:]],
+            }
+            self._work_key = key
+        return self._work
