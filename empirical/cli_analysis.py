@@ -257,9 +257,9 @@ def _figures_text(report: Any) -> list[str]:
               "R4: training rnc1_sup vs held-out unbiased heldout_within_var_sup +/- heldout_radius, "
               "the Thm. 4.1 radius of the held-out estimate of the population variance):")
         for check in report.bound_checks:
-            first, second = bound_check_lines(check)
+            first, *rest = bound_check_lines(check)
             lines.append(f"  {check.name}: {first}")
-            lines.append(f"  {' ' * len(check.name)}  {second}")
+            lines.extend(f"  {' ' * len(check.name)}  {line}" for line in rest)
     if report.margins is not None:
         a, b = report.margins.classes
         lines.append(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")

@@ -245,6 +245,24 @@ def test_check_bounds_counts_violations_and_ratios():
     assert "median ratio bound/error 2.5" in first and "radius median 0.05" in second
 
 
+def test_information_check_counts_violations_and_trend():
+    from empirical.analysis import Run, bound_check_lines, check_bounds
+
+    steps = np.array([0, 10, 20, 30])
+    metrics = {"step": steps, "test_acc": np.full(4, 0.5), "ib_bound_logdet": np.array([4.0, 3.0, 2.0, 1.0]),
+               "mi_zx": np.array([3.0, 2.5, 2.5, 1.5]), "mi_zy": np.array([0.5, 0.5, 1.0, 0.4])}
+    # estimates I(Z;X) - I(Z;Y) = 2.5, 2.0, 1.5, 1.1: both decrease (rank correlation 1), last step violates
+    check = check_bounds(Run("r", Path("r"), 0, LR, 0.1, "adamw", {}, metrics))
+    assert check.r2_steps == 4 and check.r2_violations == 1 and check.r2_holds is False
+    assert check.r2_trend_correlation == pytest.approx(1.0)
+    assert check.r2_final_bound == 1.0 and check.r2_final_estimate == pytest.approx(1.1)
+    lines = bound_check_lines(check)
+    assert len(lines) == 3 and lines[2].startswith("R2 log-det bound >= estimated I(Z;X) - I(Z;Y) at every logged step: no (3/4)")
+    # without --measure-ib columns there is no R2 line
+    del metrics["mi_zx"]
+    assert len(bound_check_lines(check_bounds(Run("r", Path("r"), 0, LR, 0.1, "adamw", {}, metrics)))) == 2
+
+
 def test_seed_band_on_uneven_runs():
     from empirical.analysis import Run, seed_band
 
