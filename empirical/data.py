@@ -31,7 +31,6 @@ import hashlib
 import io
 import os
 import pickle
-import secrets
 import shutil
 import subprocess
 import tarfile
@@ -43,6 +42,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
+from ncgrok.files import atomic_write_bytes
 from theory._validation import as_count
 
 __all__ = [
@@ -844,19 +844,6 @@ def _run(command: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
         raise ValueError(f"`{' '.join(command)}` took longer than {_SUBPROCESS_TIMEOUT} s; check the registry connection and retry") from None
 
 
-def _write_atomically(target: Path, content: bytes) -> None:
-    """Write ``content`` to a fresh file beside ``target`` (umask applies), then rename it over ``target``."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        with open(temporary, "xb") as out:
-            out.write(content)
-        os.replace(temporary, target)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-
-
 def _verify_found(dataset: str, found: Mapping[str, tuple[str, bytes]], source: str) -> None:
     """Raise ValueError unless ``found`` (file -> (stored name, stored bytes)) holds all four files of
     ``dataset`` with the md5 of :data:`CHECKSUMS` (computed on the uncompressed content)."""
@@ -890,7 +877,7 @@ def _install_verified(dataset: str, found: Mapping[str, tuple[str, bytes]], targ
         destination = target / stored_name
         # A stale copy under the other name (raw vs .gz) would be found first or cause confusion.
         other = target / (file if stored_name.endswith(".gz") else file + ".gz")
-        _write_atomically(destination, stored)
+        atomic_write_bytes(destination, stored)
         if other.exists() and other != destination:
             other.unlink()
         _say(progress, f"wrote {destination}")

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -45,6 +44,7 @@ from empirical.analysis import (
     seed_band,
     snapshot_steps,
 )
+from ncgrok.files import atomic_savefig
 
 __all__ = [
     "FORMATS",
@@ -79,12 +79,6 @@ def _pyplot():
     return plt
 
 
-def _file_mode() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
 def _targets(path: str | os.PathLike, formats: Sequence[str] | None) -> list[Path]:
     path = Path(path)
     if formats is None:
@@ -106,19 +100,8 @@ def _save(figure: Any, path: str | os.PathLike, formats: Sequence[str] | None) -
     written = []
     try:
         for target in _targets(path, formats):
-            target.parent.mkdir(parents=True, exist_ok=True)
-            fmt = target.suffix.lstrip(".").lower()
-            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix="." + target.stem + ".", suffix="." + fmt)
-            os.close(handle)
-            try:
-                figure.savefig(temporary, dpi=130, format=fmt, bbox_inches="tight")
-                os.chmod(temporary, _file_mode())
-                os.replace(temporary, target)
-            except BaseException:
-                if os.path.exists(temporary):
-                    os.unlink(temporary)
-                raise
-            written.append(target)
+            written.append(atomic_savefig(figure, target, dpi=130, format=target.suffix.lstrip(".").lower(),
+                                          bbox_inches="tight"))
     finally:
         _pyplot().close(figure)
     return written

@@ -40,10 +40,10 @@ compression predicted by Thm. 3.4 (``I(Z;X) - I(Z;Y)`` falls as the within-class
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ import torch
 from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
+from ncgrok.files import atomic_write_bytes
 from theory._validation import as_array, as_count, as_scalar, to_numpy
 
 __all__ = [
@@ -710,7 +711,6 @@ class InputAutoencoder(torch.nn.Module):
             torch.manual_seed(config.seed)
             model = cls(flat.shape[1], config)
         model.fit(flat)
-        cache_dir.mkdir(parents=True, exist_ok=True)
         payload = {
             "state_dict": model.state_dict(),
             "config": config.as_dict(),
@@ -718,14 +718,9 @@ class InputAutoencoder(torch.nn.Module):
             "input_dim": flat.shape[1],
             "train_losses": model.train_losses,
         }
-        handle, temporary = tempfile.mkstemp(dir=cache_dir, prefix=path.name, suffix=".tmp")
-        os.close(handle)
-        try:
-            torch.save(payload, temporary)
-            os.replace(temporary, path)
-        finally:
-            if os.path.exists(temporary):
-                os.remove(temporary)
+        buffer = io.BytesIO()
+        torch.save(payload, buffer)
+        atomic_write_bytes(path, buffer.getvalue())
         return model
 
 

@@ -11,9 +11,10 @@ run)::
     DIR/<run name>/snapshots/step_<N>.pt   optional model snapshots
 
 Every file is written to a temporary name in the same directory and moved into place with
-``os.replace``, so a reader (or a crash) never sees a half-written file. ``metrics.csv`` grows by
-appending whole lines; on resume it is cut back to the rows at or before the checkpoint's step
-(dropping any partial last line), and training replays the rest bit for bit.
+``os.replace`` (:mod:`ncgrok.files`), so a reader (or a crash) never sees a half-written file; JSON
+files store NaN and infinities as ``null``. ``metrics.csv`` grows by appending whole lines; on resume
+it is cut back to the rows at or before the checkpoint's step (dropping any partial last line), and
+training replays the rest bit for bit.
 """
 from __future__ import annotations
 
@@ -21,54 +22,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file in the same directory + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
-
-
-def _json_default(value: Any) -> Any:
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"cannot serialise {type(value).__name__} to JSON")
-
-
-def json_safe(value: Any) -> Any:
-    """JSON has no NaN/inf: store them as null (documented in the README)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {key: json_safe(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(item) for item in value]
-    return value
-
-
-def atomic_write_json(path: Path | str, payload: Mapping[str, Any]) -> None:
-    """Write a JSON object atomically; non-finite floats become ``null``."""
-    text = json.dumps(json_safe(dict(payload)), indent=2, sort_keys=False, default=_json_default)
-    atomic_write_bytes(path, (text + "\n").encode())
+# atomic_write_json and json_safe are re-exported: empirical.sweep and empirical.cli_analysis
+# import them from here.
+from ncgrok.files import atomic_write_bytes, atomic_write_json, json_safe  # noqa: F401
 
 
 def read_json(path: Path | str) -> dict[str, Any]:

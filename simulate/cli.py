@@ -15,8 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
+from ncgrok.files import atomic_write_json, json_safe
 from simulate.trajectories import (
     auto_horizon,
     collapse_scaling,
@@ -24,7 +23,7 @@ from simulate.trajectories import (
     sweep_ufm,
     time_scales,
 )
-from simulate.ufm import UFMConfig, atomic_write_text, simulate_ufm
+from simulate.ufm import UFMConfig, simulate_ufm
 
 STATUS = (
     "Status: the rates of Thm. 4.3 (tau1 ~ log(1/eps1)/eta independent of lambda, "
@@ -199,7 +198,7 @@ def _run_ufm(args: argparse.Namespace) -> int:
         "files": {**files, "summary": str(out / "summary.json")},
         "status": STATUS,
     }
-    atomic_write_text(out / "summary.json", _dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     if args.json:
         print(_dumps(summary))
         return 0
@@ -323,7 +322,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
         "files": {**files, "summary": str(out / "summary.json")},
         "status": STATUS,
     }
-    atomic_write_text(out / "summary.json", _dumps(summary, indent=2) + "\n")
+    atomic_write_json(out / "summary.json", summary)
     if args.json:
         print(_dumps(summary))
         return 0
@@ -402,23 +401,5 @@ def _run_figures(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- JSON
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: numpy scalars to Python, NaN/inf to None, tuples to lists."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return [_plain(item) for item in value.tolist()]
-    if isinstance(value, (np.bool_, bool)):
-        return bool(value)
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value
-
-
 def _dumps(value: Any, **kwargs: Any) -> str:
-    return json.dumps(_plain(value), allow_nan=False, **kwargs)
+    return json.dumps(json_safe(value), allow_nan=False, **kwargs)

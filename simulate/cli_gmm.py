@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import sys
-import tempfile
 from typing import Any
 
+from ncgrok.files import atomic_write_json, json_safe
 from simulate.mixture import (
     ACTIVATIONS,
     OPTIMIZERS,
@@ -128,43 +127,15 @@ def config_from_args(args: argparse.Namespace) -> GMMConfig:
     )
 
 
-def _jsonable(value: Any) -> Any:
-    """Nested structure with NaN/inf mapped to None (strict JSON)."""
-    if isinstance(value, dict):
-        return {key: _jsonable(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(item) for item in value]
-    if hasattr(value, "tolist"):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def result_document(result: GMMResult, files: dict[str, str]) -> dict[str, Any]:
     """The JSON object of a run: inputs echoed, summary, the whole trajectory and the files written."""
-    return _jsonable({
+    return json_safe({
         "command": "simulate gmm",
         "config": result.config.to_dict(),
         "summary": result.summary,
         "trajectory": {name: result.trajectory[name] for name in TRAJECTORY_COLUMNS},
         "files": files,
     })
-
-
-def _write_json(document: dict[str, Any], path: str) -> None:
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".gmm_summary.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w") as stream:
-            json.dump(document, stream, indent=1, allow_nan=False)
-            stream.write("\n")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
 
 
 def format_table(result: GMMResult, files: dict[str, str]) -> str:
@@ -228,7 +199,7 @@ def run_command(args: argparse.Namespace) -> int:
     summary_path = os.path.join(out, "gmm_summary.json")
     files["summary"] = summary_path
     document = result_document(result, files)
-    _write_json(document, summary_path)
+    atomic_write_json(summary_path, document, indent=1)
     if args.json:
         print(json.dumps(document, allow_nan=False))
     else:

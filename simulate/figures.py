@@ -22,14 +22,14 @@ from __future__ import annotations
 import importlib
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ncgrok.files import atomic_savefig
 from simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
-from simulate.ufm import UFMConfig, UFMResult, _default_mode, simulate_ufm
+from simulate.ufm import UFMConfig, UFMResult, simulate_ufm
 
 __all__ = [
     "plot_trajectory",
@@ -56,21 +56,10 @@ def _pyplot():
 
 
 def _save(figure: Any, path: str | os.PathLike) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.stem + ".", suffix=".png")
-    os.close(handle)
     try:
-        figure.savefig(temporary, dpi=120, format="png", bbox_inches="tight")
-        os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+        return atomic_savefig(figure, path, dpi=120, format="png", bbox_inches="tight")
     finally:
         _pyplot().close(figure)
-    return path
 
 
 def _positive_steps(result: UFMResult) -> np.ndarray:

@@ -83,9 +83,9 @@ import contextlib
 import csv
 import ctypes
 import functools
+import io
 import math
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable
@@ -93,6 +93,7 @@ from typing import Any, Callable
 import numpy as np
 from scipy.special import expit
 
+from ncgrok.files import atomic_savefig, atomic_write_text
 from theory._validation import as_array, as_count, as_priors, as_psd_stack, as_scalar
 from theory.collapse import (
     ClassStatistics,
@@ -943,30 +944,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _atomic_target(path: Any) -> tuple[str, str]:
-    path = os.fspath(path)
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    return path, directory
-
-
 def write_trajectory_csv(result: GMMResult, path: Any) -> str:
-    """Write the trajectory (one row per logged step, columns :data:`TRAJECTORY_COLUMNS`) atomically:
-    to a temporary file in the same directory, then ``os.replace``. Returns the path."""
-    path, directory = _atomic_target(path)
-    handle, temporary = tempfile.mkstemp(prefix=".gmm_trajectory.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", newline="") as stream:
-            writer = csv.writer(stream)
-            writer.writerow(TRAJECTORY_COLUMNS)
-            for row in result.rows():
-                writer.writerow([int(row[name]) if name == "step" else repr(float(row[name]))
-                                 for name in TRAJECTORY_COLUMNS])
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    """Write the trajectory (one row per logged step, columns :data:`TRAJECTORY_COLUMNS`; the csv
+    module's excel dialect, so lines end in CRLF) atomically: to a temporary file in the same
+    directory, then ``os.replace``. Returns the path."""
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(TRAJECTORY_COLUMNS)
+    for row in result.rows():
+        writer.writerow([int(row[name]) if name == "step" else repr(float(row[name]))
+                         for name in TRAJECTORY_COLUMNS])
+    path = os.fspath(path)
+    atomic_write_text(path, buffer.getvalue())
     return path
 
 
@@ -1038,16 +1027,9 @@ def bound_figure(result: GMMResult, path: Any) -> str:
         f"{config.activation}, {config.optimizer} lr={config.lr:g} λ={config.weight_decay:g}, "
         f"n={config.n_train}/class", fontsize=10)
 
-    path, directory = _atomic_target(path)
-    handle, temporary = tempfile.mkstemp(prefix=".gmm_figure.", suffix=".png", dir=directory)
-    os.close(handle)
+    path = os.fspath(path)
     try:
-        figure.savefig(temporary, dpi=110, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+        atomic_savefig(figure, path, dpi=110, format="png")
     finally:
         plt.close(figure)
     return path

@@ -43,10 +43,11 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from ncgrok.files import atomic_write_text
 from theory._validation import as_array, as_scalar
 from theory.collapse import SCALE_ESTIMATORS
 from theory.timescales import LogLogFit, collapse_time, fit_loglog_slope, fit_time
-from simulate.ufm import UFMConfig, UFMResult, UFMSimulator, atomic_write_text, simulate_ufm
+from simulate.ufm import UFMConfig, UFMResult, UFMSimulator, simulate_ufm
 
 __all__ = [
     "crossing_step",

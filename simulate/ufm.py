@@ -46,13 +46,13 @@ from __future__ import annotations
 
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from ncgrok.files import atomic_write_text
 from theory._validation import as_count, as_scalar
 from theory.collapse import SCALE_ESTIMATORS, ClassStatistics, collapse_measures
 from theory.timescales import imbalance
@@ -431,30 +431,6 @@ def _format_number(name: str, value: float) -> str:
     if name in ("step", "classifier_rank", "step_size_condition") and math.isfinite(value):
         return str(int(value))
     return repr(float(value))
-
-
-def _default_mode() -> int:
-    """Permissions of a newly created file under the current umask (mkstemp would give 0600)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
-    """Write ``text`` to ``path`` through a temporary file in the same directory and ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
-        os.chmod(temporary, _default_mode())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-    return path
 
 
 # --------------------------------------------------------------------------- driver

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ncgrok.files import json_safe
 from theory import concentration, generalization, information, timescales
 from theory._validation import as_array, as_count, as_priors, as_scalar
 
@@ -34,24 +35,6 @@ _ADAMW_NOTE = (
 
 # ------------------------------------------------------------------------------------------------
 # Output helpers
-
-
-def _plain(value: Any) -> Any:
-    """JSON-safe copy: arrays become lists, non-finite floats become None (strict JSON)."""
-    if isinstance(value, dict):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist())
-    if isinstance(value, (bool, np.bool_)):
-        return bool(value)
-    if isinstance(value, (int, np.integer)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    return value
 
 
 def _latex(names: list[str]) -> dict[str, str]:
@@ -66,7 +49,7 @@ def _emit(args: argparse.Namespace, report: dict[str, Any], lines: list[str], fo
     if args.json:
         if latex is not None:
             report["latex"] = latex
-        print(json.dumps(_plain(report), allow_nan=False))
+        print(json.dumps(json_safe(report), allow_nan=False))
         return
     print("\n".join(lines))
     if latex is not None:

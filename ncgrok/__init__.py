@@ -4,6 +4,9 @@ Each package contributes its subcommands through a module exposing ``register(su
 this file only assembles them and turns user errors into one-line messages with exit status 2.
 A subcommand handler receives the parsed ``argparse.Namespace`` and returns an exit status
 (``None`` means 0).
+
+:mod:`ncgrok.files` holds what every package shares for writing results: atomic file writes and
+JSON-safe values.
 """
 from __future__ import annotations
 
@@ -64,6 +67,3 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     return 0 if status is None else int(status)
 
-
-if __name__ == "__main__":
-    sys.exit(main())
