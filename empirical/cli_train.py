@@ -53,6 +53,9 @@ def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--ib-sigma", type=float, default=0.1,
                      help="noise std of Z = g(X) + B_g E in units of g/B_g, for the Thm. 3.4 bounds (default 0.1)")
     out.add_argument("--ib-samples", type=int, default=2000, help="test examples used by --measure-ib (default 2000)")
+    out.add_argument("--ib-every", type=int, default=1,
+                     help="with --measure-ib, measure the information plane at every Nth logged step only (and the "
+                          "last); the other rows hold NaN there (default 1: every logged step)")
     out.add_argument("--out", required=True, type=Path, help="output directory")
     out.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep in --out")
     out.add_argument("--json", action="store_true", help="print the final summaries as JSON")
@@ -113,6 +116,7 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
         measure_ib=args.measure_ib,
         ib_sigma=args.ib_sigma,
         ib_samples=args.ib_samples,
+        ib_every=args.ib_every,
     )
 
 

@@ -70,6 +70,7 @@ class SweepConfig:
     measure_ib: bool = False
     ib_sigma: float = 0.1
     ib_samples: int = 2000
+    ib_every: int = 1
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -102,6 +103,8 @@ class SweepConfig:
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if not 0 < self.delta < 1:
             raise ValueError(f"delta must lie strictly between 0 and 1, got {self.delta}")
+        if self.ib_every < 1:
+            raise ValueError(f"ib_every must be >= 1, got {self.ib_every}")
         if self.measure_ib:
             self.information_settings()  # validates ib_sigma and ib_samples
         if any(s < 0 or s > self.steps for s in self.snapshot_steps):
@@ -113,6 +116,12 @@ class SweepConfig:
     def columns(self) -> tuple[str, ...]:
         """Column names of every run's metrics.csv."""
         return ("step",) + METRIC_COLUMNS + (INFORMATION_COLUMNS if self.measure_ib else ())
+
+    def information_steps(self) -> set[int]:
+        """Logged steps that also carry the --measure-ib columns: every ``ib_every``-th logged step
+        of the full schedule, and the last one (the others get NaN there)."""
+        schedule = self.schedule()
+        return set(schedule[:: self.ib_every]) | {schedule[-1]}
 
     def runs(self) -> list[RunConfig]:
         """The grid, ordered by weight decay, then learning rate, then seed."""
@@ -283,6 +292,7 @@ def run_sweep(
             table.create()
 
     schedule = [s for s in config.schedule() if s >= trainer.step and s not in logged]
+    information_steps = config.information_steps()
     train_seconds = measure_seconds = 0.0
     last_checkpoint = time.monotonic()
     rows: list[dict[str, float]] = []
@@ -293,7 +303,7 @@ def run_sweep(
         measured = time.perf_counter()
         train_seconds += measured - started
         rows = measure_runs(trainer, data, delta=config.delta, chunk_size=config.measure_chunk_size)
-        if information is not None:
+        if information is not None and target in information_steps:
             scales = [row["feature_norm_max"] for row in rows]
             for row, extra in zip(rows, information(trainer, scales)):
                 row.update(extra)

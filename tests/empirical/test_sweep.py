@@ -95,6 +95,7 @@ def test_existing_directory_needs_resume_and_same_settings(tmp_path):
         ({"batch_size": 100}, "batch_size"),
         ({"delta": 1.5}, "delta"),
         ({"snapshot_steps": (99,)}, "snapshot_steps"),
+        ({"ib_every": 0}, "ib_every"),
     ],
 )
 def test_invalid_sweep_settings(changes, match):
@@ -154,3 +155,12 @@ def test_measure_ib_adds_information_columns(tmp_path):
     # nHSIC of a batch of m = 100 lies in [0, m - 1]
     assert np.all((metrics["nhsic_zy"] >= 0) & (metrics["nhsic_zy"] <= 99))
     assert list((tmp_path / "autoencoders").glob("autoencoder-*.pt"))  # cached once per data set
+
+    # every 2nd logged step (0, 10) and the last (10) carry the columns; step 5 holds NaN
+    sparse = run_sweep(small_config(steps=10, weight_decays=(0.1,), seeds=(0,), measure_ib=True, ib_samples=200,
+                                    ib_sigma=0.5, ib_every=2, data_dir=str(tmp_path), snapshot_steps=()),
+                       tmp_path / "ib_sparse", split=split)
+    sparse_metrics = read_metrics(sparse.run_dirs[0])
+    assert list(sparse_metrics["step"]) == [0, 5, 10]
+    assert np.isnan(sparse_metrics["mi_zx"][1]) and np.all(np.isfinite(sparse_metrics["mi_zx"][[0, 2]]))
+    np.testing.assert_array_equal(sparse_metrics["nhsic_zy"][[0, 2]], metrics["nhsic_zy"][[0, 2]])
