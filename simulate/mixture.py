@@ -698,6 +698,8 @@ def logged_steps(steps: int, num_logs: int) -> np.ndarray:
     """Roughly log-spaced steps from 0 to ``steps`` (both included), at most ``num_logs`` of them."""
     steps = as_count("steps", steps, minimum=1)
     num_logs = as_count("num_logs", num_logs, minimum=2)
+    if num_logs == 2:  # geomspace with one point would give [1], not the last step
+        return np.array([0, steps], dtype=np.int64)
     positive = np.unique(np.round(np.geomspace(1, steps, num_logs - 1)).astype(np.int64))
     return np.concatenate([[0], positive])
 

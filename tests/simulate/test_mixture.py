@@ -129,6 +129,9 @@ def test_mixture_samples_have_the_stated_moments():
 def test_logged_steps_are_log_spaced_and_include_both_ends():
     steps = logged_steps(3000, 20)
     assert steps[0] == 0 and steps[-1] == 3000 and np.all(np.diff(steps) > 0) and len(steps) <= 20
+    for num_logs in (2, 3, 5):
+        few = logged_steps(500, num_logs)
+        assert few[0] == 0 and few[-1] == 500 and len(few) <= num_logs
 
 
 # ----------------------------------------------------------------------------------------------
