@@ -178,6 +178,20 @@ def _legend_outside(figure: Any, handles: list[Any], labels: list[str], *, title
 # Fig. 3
 
 
+def _finish_step_figure(figure: Any, axes: Sequence[Any], title: str, handles: list[Any], labels: list[str],
+                        path: str | os.PathLike, formats: Sequence[str] | None) -> list[Path]:
+    """Shared ending of the per-step figures: log step axes, grids, readable log ticks, title, legend, save."""
+    for ax in axes:
+        _step_axis(ax)
+        ax.grid(True, which="major", alpha=0.3)
+        if ax.get_yscale() == "log" and _has_positive_data(ax):
+            _plain_log_ticks(ax)
+    figure.suptitle(title, fontsize=11)
+    _legend_outside(figure, handles, labels)
+    figure.tight_layout()
+    return _save(figure, path, formats)
+
+
 def dynamics_figure(
     runs: Sequence[Run],
     path: str | os.PathLike,
@@ -228,19 +242,9 @@ def dynamics_figure(
     axes[2].set_yscale("log")
     axes[2].set_ylabel("NC2 = \u03c3_max / \u03c3_min of class means")
     axes[2].set_title("(c) NC2 (\u2192 1 for equal-norm orthogonal means)")
-    for ax in axes:
-        _step_axis(ax)
-        ax.grid(True, which="major", alpha=0.3)
-        if ax.get_yscale() == "log" and _has_positive_data(ax):
-            _plain_log_ticks(ax)
-    figure.suptitle(
-        f"Fig. 3 of {PAPER}: grokking dynamics per weight decay (lr {lr:g}, {_optimizers(runs)}); "
-        f"mean over seeds, {_band_text(band)}",
-        fontsize=11,
-    )
-    _legend_outside(figure, handles, labels)
-    figure.tight_layout()
-    return _save(figure, path, formats)
+    title = (f"Fig. 3 of {PAPER}: grokking dynamics per weight decay (lr {lr:g}, {_optimizers(runs)}); "
+             f"mean over seeds, {_band_text(band)}")
+    return _finish_step_figure(figure, axes, title, handles, labels, path, formats)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,19 +303,9 @@ def information_figure(
         axes[3].set_ylabel("nats")
         handles += [Line2D([], [], color="0.3", lw=1.6), Line2D([], [], color="0.3", lw=1.6, ls="--")]
         labels += ["log-det bound (d)", "trace bound V/(2\u03c3\u00b2) (d)"]
-    for ax in axes:
-        _step_axis(ax)
-        ax.grid(True, which="major", alpha=0.3)
-        if ax.get_yscale() == "log" and _has_positive_data(ax):
-            _plain_log_ticks(ax)
-    figure.suptitle(
-        f"Fig. 4 of {PAPER}: information-plane compression with neural collapse (lr {lr:g}, {_optimizers(runs)}); "
-        f"mean over seeds, {_band_text(band)}",
-        fontsize=11,
-    )
-    _legend_outside(figure, handles, labels)
-    figure.tight_layout()
-    return _save(figure, path, formats)
+    title = (f"Fig. 4 of {PAPER}: information-plane compression with neural collapse (lr {lr:g}, "
+             f"{_optimizers(runs)}); mean over seeds, {_band_text(band)}")
+    return _finish_step_figure(figure, axes, title, handles, labels, path, formats)
 
 
 # ---------------------------------------------------------------------------------------------
