@@ -129,7 +129,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    images, labels = data.load_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
+    images, labels = data.read_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
     counts = np.bincount(labels, minlength=data.NUM_CLASSES[args.dataset]).tolist()
     summary = {
         "dataset": args.dataset,

@@ -54,7 +54,7 @@ __all__ = [
     "Split",
     "check",
     "fetch",
-    "load_dataset",
+    "read_dataset",
     "normalize",
     "paper_split",
     "read_idx",
@@ -562,7 +562,7 @@ def _load_cifar(data_dir: str | os.PathLike | None, split: str) -> tuple[np.ndar
 # Public loading API
 # --------------------------------------------------------------------------------------------------
 
-def load_dataset(
+def read_dataset(
     name: str,
     *,
     data_dir: str | os.PathLike | None = None,
@@ -596,14 +596,14 @@ def normalize(images: np.ndarray, name: str) -> np.ndarray:
     """The paper's network input: ``(pixels / 255 - mean_c) / std_c`` per channel, as float32.
 
     ``images`` are ``uint8`` pixels with the channel axis third from last (``(N, C, H, W)`` or
-    ``(C, H, W)``), as :func:`load_dataset` returns them; ``mean``/``std`` are
+    ``(C, H, W)``), as :func:`read_dataset` returns them; ``mean``/``std`` are
     :data:`NORMALIZATION` [name].
     """
     dataset = _dataset_name(name)
     images = np.asarray(images)
     if images.dtype != np.uint8:
         raise ValueError(
-            f"images must be uint8 pixels in 0..255 (as load_dataset returns them), got dtype {images.dtype}"
+            f"images must be uint8 pixels in 0..255 (as read_dataset returns them), got dtype {images.dtype}"
         )
     mean, std = NORMALIZATION[dataset]
     if images.ndim < 3 or images.shape[-3] != len(mean):
@@ -659,14 +659,14 @@ def paper_split(
     ``train_size`` (default 1000, the paper's) must lie in 1..N-1 for N training images;
     ``heldout_size`` in 0..N - train_size, or ``None`` for all unused training images. The held-out
     sample is drawn without replacement with ``numpy.random.default_rng(heldout_seed)`` and kept in
-    file order. ``data_dir``, ``verify`` and ``checksums`` are passed to :func:`load_dataset`.
+    file order. ``data_dir``, ``verify`` and ``checksums`` are passed to :func:`read_dataset`.
     """
     dataset = _dataset_name(name)
     train_size = as_count("train_size", train_size, minimum=1)
     if heldout_size is not None:
         heldout_size = as_count("heldout_size", heldout_size, minimum=0)
     seed = as_count("heldout_seed", heldout_seed, minimum=0)
-    images, labels = load_dataset(dataset, data_dir=data_dir, split="train", verify=verify, checksums=checksums)
+    images, labels = read_dataset(dataset, data_dir=data_dir, split="train", verify=verify, checksums=checksums)
     total = labels.shape[0]
     if train_size > total - 1:
         raise ValueError(
@@ -683,7 +683,7 @@ def paper_split(
         )
     rng = np.random.default_rng(seed)
     heldout_indices = np.sort(train_size + rng.choice(unused, size=heldout_size, replace=False)).astype(np.int64)
-    test_images, test_labels = load_dataset(dataset, data_dir=data_dir, split="test", verify=verify, checksums=checksums)
+    test_images, test_labels = read_dataset(dataset, data_dir=data_dir, split="test", verify=verify, checksums=checksums)
     return Split(
         name=dataset,
         num_classes=NUM_CLASSES[dataset],
@@ -790,7 +790,7 @@ def check(
 ) -> list[FileStatus]:
     """Report, per data file, whether it is present and valid. Never raises for a missing or bad file.
 
-    MNIST and Fashion-MNIST are looked up as :func:`load_dataset` does (md5 checked when ``verify``;
+    MNIST and Fashion-MNIST are looked up as :func:`read_dataset` does (md5 checked when ``verify``;
     ``checksums`` maps data set to a file-to-md5 table and defaults to :data:`CHECKSUMS`). CIFAR-10 is
     looked up at ``cifar10`` (archive or folder), else in the data directory, and checked for
     structure (shapes, dtypes, labels) by the restricted unpickler.
@@ -1048,7 +1048,7 @@ def fetch(
     update`` when running as root and the package lists lack it) or the given ``.deb``/tar archive,
     unpacked with ``dpkg-deb -x``; files copied to ``<data dir>/fashion-mnist/``. Every file's
     uncompressed md5 is checked before anything is written. Idempotent: when a complete valid copy is
-    already found (see :func:`load_dataset`), nothing is downloaded. ``progress`` receives one-line
+    already found (see :func:`read_dataset`), nothing is downloaded. ``progress`` receives one-line
     status messages. CIFAR-10 cannot be fetched (``ValueError`` saying what to do).
     """
     dataset = _dataset_name(name)

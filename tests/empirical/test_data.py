@@ -174,7 +174,7 @@ def test_truncated_file_via_loader_says_how_to_refetch(tmp_path):
     path = tmp_path / "mnist" / "train-images-idx3-ubyte"
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.raises(ValueError) as error:
-        data.load_dataset("mnist", data_dir=tmp_path, verify=False)
+        data.read_dataset("mnist", data_dir=tmp_path, verify=False)
     message = str(error.value)
     assert str(path) in message and "truncated" in message and "ncgrok data fetch mnist" in message
 
@@ -202,7 +202,7 @@ def test_bad_magic_is_rejected(tmp_path, header):
 def test_load_mnist_layouts_shapes_and_values(tmp_path, subfolder, gz):
     arrays, _ = synthetic_idx_set(tmp_path / subfolder, gz=gz)
     for split, prefix in (("train", "train"), ("test", "t10k")):
-        images, labels = data.load_dataset("mnist", data_dir=tmp_path, split=split, verify=False)
+        images, labels = data.read_dataset("mnist", data_dir=tmp_path, split=split, verify=False)
         expected_images = arrays[f"{prefix}-images-idx3-ubyte"]
         assert images.dtype == np.uint8 and images.shape == (len(expected_images), 1, 28, 28)
         assert labels.dtype == np.int64 and labels.shape == (len(expected_images),)
@@ -212,15 +212,15 @@ def test_load_mnist_layouts_shapes_and_values(tmp_path, subfolder, gz):
 
 def test_torchvision_layout_for_fashion_and_pointing_at_raw_folder(tmp_path):
     arrays, _ = synthetic_idx_set(tmp_path / "FashionMNIST" / "raw", gz=True)
-    _, labels = data.load_dataset("fashion-mnist", data_dir=tmp_path, verify=False)
+    _, labels = data.read_dataset("fashion-mnist", data_dir=tmp_path, verify=False)
     np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte"])
-    _, labels = data.load_dataset("fashion-mnist", data_dir=tmp_path / "FashionMNIST" / "raw", verify=False)
+    _, labels = data.read_dataset("fashion-mnist", data_dir=tmp_path / "FashionMNIST" / "raw", verify=False)
     np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte"])
 
 
 def test_checksum_table_accepts_matching_files(tmp_path):
     arrays, md5 = synthetic_idx_set(tmp_path / "mnist", gz=True)
-    images, _ = data.load_dataset("mnist", data_dir=tmp_path, split="test", checksums=md5)
+    images, _ = data.read_dataset("mnist", data_dir=tmp_path, split="test", checksums=md5)
     np.testing.assert_array_equal(images[:, 0], arrays["t10k-images-idx3-ubyte"])
 
 
@@ -232,7 +232,7 @@ def test_corrupt_content_is_rejected_with_md5s_and_fix(tmp_path):
     path.write_bytes(bytes(content))
     actual = hashlib.md5(bytes(content)).hexdigest()
     with pytest.raises(ValueError) as error:
-        data.load_dataset("mnist", data_dir=tmp_path, checksums=md5)
+        data.read_dataset("mnist", data_dir=tmp_path, checksums=md5)
     message = str(error.value)
     assert str(path) in message and md5["train-images-idx3-ubyte"] in message and actual in message
     assert "ncgrok data fetch mnist" in message
@@ -241,31 +241,31 @@ def test_corrupt_content_is_rejected_with_md5s_and_fix(tmp_path):
 def test_default_table_rejects_synthetic_files(tmp_path):
     synthetic_idx_set(tmp_path / "fashion-mnist", gz=True)
     with pytest.raises(ValueError, match="f4a8712d7a061bf5bd6d2ca38dc4d50a") as error:
-        data.load_dataset("fashion-mnist", data_dir=tmp_path)
+        data.read_dataset("fashion-mnist", data_dir=tmp_path)
     assert "ncgrok data fetch fashion-mnist" in str(error.value)
 
 
 def test_missing_files_say_how_to_get_them(tmp_path):
     with pytest.raises(FileNotFoundError, match="ncgrok data fetch mnist"):
-        data.load_dataset("mnist", data_dir=tmp_path)
+        data.read_dataset("mnist", data_dir=tmp_path)
     with pytest.raises(FileNotFoundError, match="ncgrok data fetch fashion-mnist"):
-        data.load_dataset("fashion-mnist", data_dir=tmp_path / "nowhere", split="test")
+        data.read_dataset("fashion-mnist", data_dir=tmp_path / "nowhere", split="test")
 
 
 def test_other_data_sets_files_are_passed_over(tmp_path, monkeypatch):
     # MNIST and Fashion-MNIST share file names: a flat folder of one must not be read as the other.
     _, md5 = synthetic_idx_set(tmp_path)
     monkeypatch.setitem(data.CHECKSUMS, "mnist", md5)
-    assert data.load_dataset("mnist", data_dir=tmp_path)[0].shape[0] == 60
+    assert data.read_dataset("mnist", data_dir=tmp_path)[0].shape[0] == 60
     with pytest.raises(FileNotFoundError, match="another data set"):
-        data.load_dataset("fashion-mnist", data_dir=tmp_path)
+        data.read_dataset("fashion-mnist", data_dir=tmp_path)
 
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match="unknown dataset"):
-        data.load_dataset("imagenet")
+        data.read_dataset("imagenet")
     with pytest.raises(ValueError, match="split"):
-        data.load_dataset("mnist", split="validation")
+        data.read_dataset("mnist", split="validation")
 
 
 def test_resolve_data_dir_precedence(tmp_path, monkeypatch):
@@ -313,9 +313,9 @@ def test_cifar_round_trip(tmp_path, form):
         source = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", members)
     if form.startswith("parent"):
         source = tmp_path
-    images, labels = data.load_dataset("cifar10", data_dir=source, split="train")
+    images, labels = data.read_dataset("cifar10", data_dir=source, split="train")
     check_cifar_values(images, labels, *expected_cifar(batches, [f"data_batch_{i}" for i in range(1, 6)]))
-    images, labels = data.load_dataset("cifar10", data_dir=source, split="test")
+    images, labels = data.read_dataset("cifar10", data_dir=source, split="test")
     check_cifar_values(images, labels, *expected_cifar(batches, ["test_batch"]))
 
 
@@ -323,7 +323,7 @@ def test_cifar_round_trip(tmp_path, form):
 def test_cifar_pickle_protocols(tmp_path, protocol):
     batches = cifar_batches(per_batch=3)
     folder = write_cifar_folder(tmp_path / "c", batches, dumps=lambda b: pickle.dumps(b, protocol=protocol))
-    images, labels = data.load_dataset("cifar10", data_dir=folder, split="test")
+    images, labels = data.read_dataset("cifar10", data_dir=folder, split="test")
     check_cifar_values(images, labels, *expected_cifar(batches, ["test_batch"]))
 
 
@@ -332,7 +332,7 @@ def test_cifar_python2_style_pickle(tmp_path):
     content = py2_style_pickle(batches["test_batch"])
     assert b"numpy.core.multiarray\n_reconstruct" in content and b"_codecs" not in content
     folder = write_cifar_folder(tmp_path / "c", {"test_batch": content})
-    images, labels = data.load_dataset("cifar10", data_dir=folder, split="test")
+    images, labels = data.read_dataset("cifar10", data_dir=folder, split="test")
     check_cifar_values(images, labels, *expected_cifar(batches, ["test_batch"]))
 
 
@@ -344,10 +344,10 @@ def test_restricted_unpickler_refuses_code_execution(tmp_path):
     batches = {"test_batch": evil}
     folder = write_cifar_folder(tmp_path / "folder", batches)
     with pytest.raises(ValueError, match="refused to unpickle"):
-        data.load_dataset("cifar10", data_dir=folder, split="test")
+        data.read_dataset("cifar10", data_dir=folder, split="test")
     archive = write_cifar_archive(tmp_path / "cifar-10-python.tar.gz", {"test_batch": evil})
     with pytest.raises(ValueError, match="refused to unpickle"):
-        data.load_dataset("cifar10", data_dir=archive, split="test")
+        data.read_dataset("cifar10", data_dir=archive, split="test")
     assert not marker.exists()
 
 
@@ -367,19 +367,19 @@ def test_codecs_encode_only_latin1():
 
 def test_cifar_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
-        data.load_dataset("cifar10", data_dir=tmp_path / "missing")
+        data.read_dataset("cifar10", data_dir=tmp_path / "missing")
     with pytest.raises(FileNotFoundError, match="cifar-10-python.tar.gz"):
-        data.load_dataset("cifar10", data_dir=tmp_path)  # exists but empty
+        data.read_dataset("cifar10", data_dir=tmp_path)  # exists but empty
     batches = cifar_batches()
     del batches["data_batch_3"]
     folder = write_cifar_folder(tmp_path / "cifar-10-batches-py", batches)
     with pytest.raises(FileNotFoundError, match="data_batch_3"):
-        data.load_dataset("cifar10", data_dir=folder, split="train")
+        data.read_dataset("cifar10", data_dir=folder, split="train")
     bad = cifar_batches()["test_batch"]
     bad[b"labels"] = bad[b"labels"][:-1]
     folder = write_cifar_folder(tmp_path / "bad", {"test_batch": bad})
     with pytest.raises(ValueError, match="labels"):
-        data.load_dataset("cifar10", data_dir=folder, split="test")
+        data.read_dataset("cifar10", data_dir=folder, split="test")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -580,7 +580,7 @@ def test_fetch_from_synthetic_tarball(tmp_path, monkeypatch):
     assert folder == target / "mnist"
     assert sorted(p.name for p in folder.iterdir()) == sorted(data.IDX_FILE_NAMES)
     assert not (tmp_path / "train-images-idx3-ubyte").exists() and not Path("/abs/evil").exists()
-    _, labels = data.load_dataset("mnist", data_dir=target)
+    _, labels = data.read_dataset("mnist", data_dir=target)
     np.testing.assert_array_equal(labels, arrays["train-labels-idx1-ubyte"])
 
     messages.clear()
@@ -650,7 +650,7 @@ def test_fetch_fashion_uses_installed_package_in_place(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_run", lambda *a, **k: pytest.fail("must not download"))
     assert data.fetch("fashion-mnist") == system
     assert not (tmp_path / "cache").exists()
-    _, labels = data.load_dataset("fashion-mnist", split="test")
+    _, labels = data.read_dataset("fashion-mnist", split="test")
     np.testing.assert_array_equal(labels, arrays["t10k-labels-idx1-ubyte"])
     # With an explicit data directory the installed copy is copied there instead.
     folder = data.fetch("fashion-mnist", data_dir=tmp_path / "explicit")
@@ -675,11 +675,11 @@ def test_real_mnist():
     folder = _real_mnist_folder()
     if folder is None:
         pytest.skip("real MNIST not found (run `ncgrok data fetch mnist`)")
-    images, labels = data.load_dataset("mnist", data_dir=folder, split="train")
+    images, labels = data.read_dataset("mnist", data_dir=folder, split="train")
     assert images.shape == (60000, 1, 28, 28) and labels.shape == (60000,)
     counts = np.bincount(labels, minlength=10)
     assert counts.sum() == 60000 and counts[0] == 5923 and counts[1] == 6742
-    test_images, test_labels = data.load_dataset("mnist", data_dir=folder, split="test")
+    test_images, test_labels = data.read_dataset("mnist", data_dir=folder, split="test")
     assert test_images.shape == (10000, 1, 28, 28) and np.bincount(test_labels).sum() == 10000
     raw = folder / "train-images-idx3-ubyte"
     if raw.is_file():
@@ -697,5 +697,5 @@ def test_fetch_from_real_tarball(tmp_path):
     assert folder == tmp_path / "mnist"
     records = data.check(data_dir=tmp_path, datasets=["mnist"])
     assert all(r.valid for r in records), [r.message for r in records]
-    _, labels = data.load_dataset("mnist", data_dir=tmp_path, split="test")
+    _, labels = data.read_dataset("mnist", data_dir=tmp_path, split="test")
     assert labels.shape == (10000,)
