@@ -921,7 +921,13 @@ def _run(config: GMMConfig, progress: Callable[[int, dict[str, float]], None] | 
     step = 0
     for target in schedule:
         while step < target:
-            _, grads = loss_and_gradients(network, samples.train_x, samples.train_targets)
+            with np.errstate(over="ignore", invalid="ignore"):  # divergence is reported below
+                loss, grads = loss_and_gradients(network, samples.train_x, samples.train_targets)
+            if not np.isfinite(loss):
+                raise ValueError(
+                    f"training diverged (non-finite loss) at step {step} with lr={config.lr:g}; "
+                    "lower lr or init_scale"
+                )
             optimizer.step(network, grads)
             step += 1
         row = {"step": float(step), **_measure(network, config, mixture, samples, input_bound)}

@@ -11,6 +11,7 @@ machine) are shared by the trajectory tests through module-scoped fixtures.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import csv
 import importlib.util
 import json
@@ -272,12 +273,17 @@ def test_priors_and_given_population_are_used():
     means = np.array([[3.0, 0.0], [-3.0, 0.0]])
     covariances = np.array([np.eye(2), 0.5 * np.eye(2)])
     config = GMMConfig(num_classes=2, input_dim=2, means=means, covariances=covariances, priors=[0.2, 0.8],
-                       steps=50, num_logs=2, n_test=500, n_population=500, n_heldout=50, mi_outer=20, mi_inner=40)
+                       steps=50, num_logs=2, n_test=500, n_population=500, n_heldout=50, mi_outer=20, mi_inner=40,
+                       lr=0.03)
     mixture = config.mixture()
     np.testing.assert_array_equal(mixture.means, means)
     np.testing.assert_array_equal(mixture.priors, [0.2, 0.8])
     result = run_gmm(config)
     assert set(result.trajectory) == set(TRAJECTORY_COLUMNS)
+    assert list(result.trajectory["step"]) == [0, 50]
+    # inputs of norm ~3 make lr 0.1 diverge within a few steps: a clear error, not a NaN deep inside
+    with pytest.raises(ValueError, match="diverged .* lower lr"):
+        run_gmm(dataclasses.replace(config, lr=0.1))
 
 
 # ----------------------------------------------------------------------------------------------
