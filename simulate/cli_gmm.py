@@ -59,6 +59,46 @@ def register(subparsers: Any) -> argparse.ArgumentParser:
     return parser
 
 
+def _add_mixture_arguments(
+    parser: argparse.ArgumentParser,
+    defaults: GMMConfig,
+    *,
+    population_title: str,
+    mixture_seed_default: int | None,
+    mixture_seed_help: str,
+    lr_help: str,
+    steps_help: str,
+) -> tuple[Any, Any, Any]:
+    """The population, network and training options shared by ``gmm`` and ``gap``; returns the three
+    argument groups so that each command can add its own options to them."""
+    population = parser.add_argument_group(population_title)
+    population.add_argument("--classes", type=int, default=defaults.num_classes, help="number of classes K (>= 2)")
+    population.add_argument("--input-dim", type=int, default=defaults.input_dim, help="input dimension d")
+    population.add_argument("--separation", type=float, default=defaults.separation,
+                            help="norm of each random class mean (means are ~separation*sqrt(2) apart)")
+    population.add_argument("--noise", type=float, default=defaults.noise, help="scale of the class covariances")
+    population.add_argument("--mixture-seed", type=int, default=mixture_seed_default, help=mixture_seed_help)
+    network = parser.add_argument_group("network")
+    network.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="hidden width m")
+    network.add_argument("--feature-dim", type=int, default=defaults.feature_dim, help="representation dimension p")
+    network.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation,
+                         help="hidden activation; 'identity' is the linear network (exact Gaussian case)")
+    network.add_argument("--leaky-slope", type=float, default=defaults.leaky_slope,
+                         help="slope alpha of the smooth leaky ReLU for negative inputs")
+    network.add_argument("--sharpness", type=float, default=defaults.sharpness,
+                         help="beta of the smooth leaky ReLU (kink smoothed over ~1/beta)")
+    network.add_argument("--init-scale", type=float, default=defaults.init_scale,
+                         help="weights start N(0, init_scale^2 / fan_in)")
+    training = parser.add_argument_group("training")
+    training.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
+                          help="full-batch GD or AdamW (decoupled weight decay)")
+    training.add_argument("--lr", type=float, default=defaults.lr, help=lr_help)
+    training.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
+                          help="lambda (>= 0) on W1, W2, W3")
+    training.add_argument("--steps", type=int, default=defaults.steps, help=steps_help)
+    return population, network, training
+
+
 def _register_gmm(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``gmm`` to a subparsers object."""
     defaults = GMMConfig()
@@ -68,33 +108,14 @@ def _register_gmm(subparsers: Any) -> argparse.ArgumentParser:
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    group = parser.add_argument_group("population")
-    group.add_argument("--classes", type=int, default=defaults.num_classes, help="number of classes K (>= 2)")
-    group.add_argument("--input-dim", type=int, default=defaults.input_dim, help="input dimension d")
-    group.add_argument("--separation", type=float, default=defaults.separation,
-                       help="norm of each random class mean (means are ~separation*sqrt(2) apart)")
-    group.add_argument("--noise", type=float, default=defaults.noise, help="scale of the class covariances")
-    group.add_argument("--priors", type=str, default=None,
-                       help="class priors as comma-separated numbers summing to 1 (default uniform)")
-    group.add_argument("--mixture-seed", type=int, default=None, help="seed of the random mixture (default --seed)")
-    group = parser.add_argument_group("network")
-    group.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="hidden width m")
-    group.add_argument("--feature-dim", type=int, default=defaults.feature_dim, help="representation dimension p")
-    group.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation,
-                       help="hidden activation; 'identity' is the linear network (exact Gaussian case)")
-    group.add_argument("--leaky-slope", type=float, default=defaults.leaky_slope,
-                       help="slope alpha of the smooth leaky ReLU for negative inputs")
-    group.add_argument("--sharpness", type=float, default=defaults.sharpness,
-                       help="beta of the smooth leaky ReLU (kink smoothed over ~1/beta)")
-    group.add_argument("--init-scale", type=float, default=defaults.init_scale,
-                       help="weights start N(0, init_scale^2 / fan_in)")
-    group = parser.add_argument_group("training")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
-                       help="full-batch GD or AdamW (decoupled weight decay)")
-    group.add_argument("--lr", type=float, default=defaults.lr, help="step size eta (> 0)")
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                       help="lambda (>= 0) on W1, W2, W3")
-    group.add_argument("--steps", type=int, default=defaults.steps, help="number of training steps")
+    population, _, training = _add_mixture_arguments(
+        parser, defaults, population_title="population",
+        mixture_seed_default=None, mixture_seed_help="seed of the random mixture (default --seed)",
+        lr_help="step size eta (> 0)", steps_help="number of training steps",
+    )
+    population.add_argument("--priors", type=str, default=None,
+                            help="class priors as comma-separated numbers summing to 1 (default uniform)")
+    group = training
     group.add_argument("--n-train", type=int, default=defaults.n_train, help="training samples per class")
     group = parser.add_argument_group("measurement")
     group.add_argument("--sigma", type=float, default=defaults.sigma,
@@ -256,28 +277,12 @@ def register_gap(subparsers: Any) -> argparse.ArgumentParser:
                         help="training samples per class, at least two distinct values >= 2 (default 25 50 100 200 400)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
                         help="seeds of training sample, initialization and population sample (default 0 1 2)")
-    group = parser.add_argument_group("population (class priors are uniform)")
-    group.add_argument("--classes", type=int, default=defaults.num_classes, help="number of classes K (>= 2)")
-    group.add_argument("--input-dim", type=int, default=defaults.input_dim, help="input dimension d")
-    group.add_argument("--separation", type=float, default=defaults.separation,
-                       help="norm of each random class mean")
-    group.add_argument("--noise", type=float, default=defaults.noise, help="scale of the class covariances")
-    group.add_argument("--mixture-seed", type=int, default=0, help="seed of the random mixture (default 0)")
-    group = parser.add_argument_group("network")
-    group.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="hidden width m")
-    group.add_argument("--feature-dim", type=int, default=defaults.feature_dim, help="representation dimension p")
-    group.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation,
-                       help="hidden activation; 'identity' is the linear network (V exact)")
-    group.add_argument("--init-scale", type=float, default=defaults.init_scale,
-                       help="weights start N(0, init_scale^2 / fan_in)")
-    group = parser.add_argument_group("training")
-    group.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
-                       help="full-batch GD or AdamW (decoupled weight decay)")
-    group.add_argument("--lr", type=float, default=defaults.lr,
-                       help=f"step size eta (default {defaults.lr:g}; GD at 0.1 diverged for a default seed)")
-    group.add_argument("--weight-decay", type=float, default=defaults.weight_decay, help="lambda (>= 0)")
-    group.add_argument("--steps", type=int, default=defaults.steps,
-                       help=f"training steps per run (default {defaults.steps}, fewer than `gmm` to stay fast)")
+    _add_mixture_arguments(
+        parser, defaults, population_title="population (class priors are uniform)",
+        mixture_seed_default=0, mixture_seed_help="seed of the random mixture (default 0)",
+        lr_help=f"step size eta (default {defaults.lr:g}; GD at 0.1 diverged for a default seed)",
+        steps_help=f"training steps per run (default {defaults.steps}, fewer than `gmm` to stay fast)",
+    )
     group = parser.add_argument_group("measurement")
     group.add_argument("--n-population", type=int, default=defaults.n_population,
                        help=f"fresh samples per class for V of a nonlinear network (default {defaults.n_population})")
@@ -298,7 +303,8 @@ def gap_config_from_args(args: argparse.Namespace) -> GMMConfig:
     return gap_check_config(
         num_classes=args.classes, input_dim=args.input_dim, separation=args.separation, noise=args.noise,
         mixture_seed=args.mixture_seed, hidden_dim=args.hidden_dim, feature_dim=args.feature_dim,
-        activation=args.activation, init_scale=args.init_scale, optimizer=args.optimizer, lr=args.lr,
+        activation=args.activation, leaky_slope=args.leaky_slope, sharpness=args.sharpness,
+        init_scale=args.init_scale, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, steps=args.steps, n_population=args.n_population, delta=args.delta,
     )
 
