@@ -35,7 +35,13 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from theory.collapse import ClassStatistics, class_variances, collapse_measures, population_within_class_variance
+from theory.collapse import (
+    COLLAPSE_MEASURES,
+    ClassStatistics,
+    class_variances,
+    collapse_measures,
+    population_within_class_variance,
+)
 from theory.concentration import heldout_variance_radius
 from theory.generalization import cantelli_bound
 from theory.timescales import imbalance
@@ -45,16 +51,7 @@ METRIC_COLUMNS = (
     "train_acc",
     "test_loss",
     "test_acc",
-    "nc1",
-    "nc1_pinv",
-    "rnc1",
-    "rnc1_sup",
-    "nc2",
-    "etf_deviation",
-    "within_var",
-    "between_var",
-    "feature_norm_mean",
-    "feature_norm_max",
+    *COLLAPSE_MEASURES,
     "heldout_within_var",
     "heldout_within_var_sup",
     "heldout_radius",

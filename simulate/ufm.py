@@ -54,7 +54,7 @@ import numpy as np
 
 from ncgrok.files import atomic_write_text
 from theory._validation import as_count, as_scalar
-from theory.collapse import SCALE_ESTIMATORS, ClassStatistics, collapse_measures
+from theory.collapse import COLLAPSE_MEASURES, SCALE_ESTIMATORS, ClassStatistics, collapse_measures
 from theory.timescales import imbalance
 
 __all__ = [
@@ -78,15 +78,8 @@ TRAJECTORY_COLUMNS = (
     "loss_relative",
     "objective",
     "train_accuracy",
-    "nc1",
-    "rnc1",
-    "rnc1_sup",
-    "nc2",
-    "etf_deviation",
-    "within_var",
-    "between_var",
-    "feature_norm_mean",
-    "feature_norm_max",
+    # every collapse measure but nc1_pinv: the UFM statistics are built without scatter matrices
+    *(name for name in COLLAPSE_MEASURES if name != "nc1_pinv"),
     "imbalance",
     "spread",
     "spread_row",

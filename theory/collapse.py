@@ -43,6 +43,20 @@ from theory._validation import as_array, as_count, as_priors, as_scalar, to_nump
 ScaleEstimator = Literal["sup", "mean"]
 SCALE_ESTIMATORS = ("sup", "mean")
 
+# Keys of collapse_measures(), in order; also the metrics.csv / trajectory column names.
+COLLAPSE_MEASURES = (
+    "nc1",
+    "nc1_pinv",
+    "rnc1",
+    "rnc1_sup",
+    "nc2",
+    "etf_deviation",
+    "within_var",
+    "between_var",
+    "feature_norm_mean",
+    "feature_norm_max",
+)
+
 
 @dataclass(frozen=True)
 class ClassStatistics:
@@ -435,7 +449,7 @@ def etf_deviation(stats: ClassStatistics) -> float:
 
 
 def collapse_measures(stats: ClassStatistics) -> dict[str, float]:
-    """Every collapse measure at once, keyed by the column names used in ``metrics.csv``.
+    """Every collapse measure at once, keyed by ``COLLAPSE_MEASURES`` (the ``metrics.csv`` column names).
 
     ``nc1_pinv`` is NaN without scatter matrices; ``nc2`` is NaN when ``K > p``.
     """

@@ -5,6 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from theory.collapse import (
+    COLLAPSE_MEASURES,
     ClassStatistics,
     between_class_covariance,
     between_class_variance,
@@ -217,6 +218,11 @@ def test_population_variance_with_priors_and_unbiased():
     assert population_within_class_variance(stats, scale=feature_scale(stats, estimator="mean")) == pytest.approx(
         rnc1(stats, scale="mean"), rel=1e-12
     )
+
+
+def test_collapse_measures_keys_are_the_declared_columns():
+    features, labels = random_sample(6)
+    assert tuple(collapse_measures(ClassStatistics.from_features(features, labels, num_classes=4))) == COLLAPSE_MEASURES
 
 
 def test_torch_tensors_are_accepted():
