@@ -46,6 +46,8 @@ from theory.concentration import heldout_variance_radius
 from theory.generalization import cantelli_bound
 from theory.timescales import imbalance
 
+from empirical.engine import EVAL_CHUNK_SIZE
+
 METRIC_COLUMNS = (
     "train_loss",
     "train_acc",
@@ -185,7 +187,7 @@ def measure_runs(
     data: MeasurementData,
     *,
     delta: float = 0.05,
-    chunk_size: int = 2048,
+    chunk_size: int = EVAL_CHUNK_SIZE,
 ) -> list[dict[str, float]]:
     """Every column of ``METRIC_COLUMNS`` for every run of ``model`` (one dict per run).
 

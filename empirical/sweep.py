@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from empirical.engine import BatchedTrainer, RunConfig, log_schedule, select_device
+from empirical.engine import EVAL_CHUNK_SIZE, BatchedTrainer, RunConfig, log_schedule, select_device
 from empirical.measure import (
     INFORMATION_COLUMNS,
     METRIC_COLUMNS,
@@ -66,7 +66,7 @@ class SweepConfig:
     delta: float = 0.05
     snapshot_steps: Sequence[int] = ()
     checkpoint_seconds: float = 10.0
-    measure_chunk_size: int = 2048
+    measure_chunk_size: int = EVAL_CHUNK_SIZE
     measure_ib: bool = False
     ib_sigma: float = 0.1
     ib_samples: int = 2000

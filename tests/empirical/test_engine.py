@@ -178,17 +178,30 @@ def _random_grads(trainer, gen):
         g.copy_(torch.randn(g.shape, generator=gen, dtype=g.dtype) * 10 ** torch.randint(-3, 2, (), generator=gen))
 
 
+# runs sharing (lr, weight decay): consecutive ones are updated as one (k, ...) slice, scattered ones
+# run by run; both must equal the per-run update
+GROUPED_RUNS = [
+    RunConfig(seed=0, lr=1e-3, weight_decay=0.1),
+    RunConfig(seed=1, lr=1e-3, weight_decay=0.1),
+    RunConfig(seed=2, lr=1e-3, weight_decay=0.1),
+    RunConfig(seed=3, lr=2e-3, weight_decay=0.01),
+    RunConfig(seed=4, lr=2e-3, weight_decay=0.3),
+    RunConfig(seed=5, lr=2e-3, weight_decay=0.01),
+]
+
+
 @pytest.mark.parametrize("impl, fused", [("foreach", False), ("fused", True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_adamw_step_is_bitwise_torch_adamw(impl, fused, dtype):
+@pytest.mark.parametrize("runs", [RUNS, GROUPED_RUNS], ids=["distinct", "grouped"])
+def test_adamw_step_is_bitwise_torch_adamw(impl, fused, dtype, runs):
     """Given identical gradients, the stacked update is torch.optim.AdamW's update bit for bit."""
     x, y = _data(MLP)
-    trainer = BatchedTrainer(MLP, RUNS, x, y, batch_size=10, dtype=dtype, device="cpu", optimizer_impl=impl)
-    refs = [build_module(MLP, run.seed, dtype=dtype) for run in RUNS]
+    trainer = BatchedTrainer(MLP, runs, x, y, batch_size=10, dtype=dtype, device="cpu", optimizer_impl=impl)
+    refs = [build_module(MLP, run.seed, dtype=dtype) for run in runs]
     opts = [
         torch.optim.AdamW(m.parameters(), lr=run.lr, weight_decay=run.weight_decay, betas=(0.8, 0.99), eps=1e-6,
                           foreach=False, fused=fused or None)
-        for m, run in zip(refs, RUNS)
+        for m, run in zip(refs, runs)
     ]
     trainer.betas, trainer.eps = (0.8, 0.99), 1e-6
     gen = torch.Generator().manual_seed(0)
@@ -207,13 +220,14 @@ def test_adamw_step_is_bitwise_torch_adamw(impl, fused, dtype):
             assert torch.equal(stacked[name][r], p.detach()), (r, name)
 
 
-def test_sgd_step_is_bitwise_torch_sgd():
+@pytest.mark.parametrize("runs", [RUNS, GROUPED_RUNS], ids=["distinct", "grouped"])
+def test_sgd_step_is_bitwise_torch_sgd(runs):
     x, y = _data(MLP)
-    trainer = BatchedTrainer(MLP, RUNS, x, y, optimizer="sgd", momentum=0.9, batch_size=10, device="cpu")
-    refs = [build_module(MLP, run.seed) for run in RUNS]
+    trainer = BatchedTrainer(MLP, runs, x, y, optimizer="sgd", momentum=0.9, batch_size=10, device="cpu")
+    refs = [build_module(MLP, run.seed) for run in runs]
     opts = [
         torch.optim.SGD(m.parameters(), lr=run.lr, weight_decay=run.weight_decay, momentum=0.9)
-        for m, run in zip(refs, RUNS)
+        for m, run in zip(refs, runs)
     ]
     gen = torch.Generator().manual_seed(1)
     for _ in range(4):
@@ -335,6 +349,10 @@ def test_logits_are_representation_times_last_layer(spec):
     assert logits.shape == (3, 30, spec.num_classes) and rep.shape[:2] == (3, 30) and w.shape == (3, spec.num_classes, rep.shape[2])
     torch.testing.assert_close(logits, rep @ w.transpose(1, 2) + b.unsqueeze(1), rtol=1e-12, atol=1e-10)
     assert torch.equal(trainer.forward(x, chunk_size=7), logits)
+    assert trainer.forward(x[:0]).shape == (3, 0, spec.num_classes)
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="chunk_size"):
+            trainer.forward(x, chunk_size=bad)
     assert torch.equal(trainer.representation(x), rep) or torch.allclose(trainer.representation(x), rep, rtol=1e-13, atol=1e-12)
     for r in range(3):  # each run's plain module agrees
         module = trainer.run_module(r).eval()
