@@ -12,8 +12,13 @@ MNIST files (``ncgrok data fetch mnist``), logging every ``--log-every`` steps, 
 * the extrapolated full-sweep time ``100000 x train/step + 193 x measure/log`` and the measurement
   share of it;
 * the peak resident memory of the process;
-* the same job run as 30 separate single-run trainers for a few steps (the one-run-at-a-time
-  baseline in this process), and the ratio.
+* two one-model-at-a-time baselines timed in the same process on the same data, and the batched
+  job's speed-up over each: the plain PyTorch loop (``nn.Module`` + ``torch.optim.AdamW``, the
+  loop of ``engine_throughput.py``) and the engine itself with one run per trainer;
+* how much CPU other processes used meanwhile (the numbers only mean something on an idle machine).
+
+The matmul rate is the best of samples taken before, between and after the measurements (a host
+slowed down by other tenants at times is not mistaken for engine efficiency).
 
 Usage: ``python benchmarks/sweep_time.py [--steps 400] [--log-every 100] [--runs 30]`` (about two
 minutes at the defaults on 2 cores).
@@ -32,25 +37,15 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from empirical.data import paper_split  # noqa: E402
-from empirical.engine import BatchedTrainer, RunConfig, log_schedule  # noqa: E402
+from empirical.engine import BatchedTrainer, log_schedule  # noqa: E402
 from empirical.measure import as_measurement_data  # noqa: E402
 from empirical.models import ModelSpec  # noqa: E402
 from empirical.sweep import SweepConfig, run_sweep  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_throughput import WEIGHT_DECAYS, CpuUse, MatmulRate, mlp_flops_per_step, plain_loop  # noqa: E402
+
 FULL_STEPS = 100_000
-WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
-MFLOP_PER_MODEL_STEP = 111.9  # forward, weight grads, input grads but the first layer (batch 100)
-
-
-def matmul_rate() -> float:
-    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
-    a @ b
-    best = 0.0
-    for _ in range(5):
-        start = time.perf_counter()
-        a @ b
-        best = max(best, 2 * 2048**3 / (time.perf_counter() - start) / 1e9)
-    return best
 
 
 def main() -> None:
@@ -58,10 +53,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=400, help="training steps of the measured slice (default 400)")
     parser.add_argument("--log-every", type=int, default=100, help="log interval of the slice (default 100)")
     parser.add_argument("--runs", type=int, default=30, help="number of runs (default 30 = 6 weight decays x 5 seeds)")
-    parser.add_argument("--baseline-steps", type=int, default=20, help="steps of the one-run-at-a-time baseline")
+    parser.add_argument("--baseline-steps", type=int, default=100,
+                        help="steps of each one-model-at-a-time baseline (default 100)")
     args = parser.parse_args()
+    for name in ("steps", "log_every", "runs", "baseline_steps"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
 
-    rate = matmul_rate()
+    use = CpuUse().start()
+    matmul = MatmulRate()
+    matmul.sample(3)
     seeds = tuple(range(max(1, args.runs // len(WEIGHT_DECAYS))))
     decays = WEIGHT_DECAYS[: args.runs] if args.runs < len(WEIGHT_DECAYS) else WEIGHT_DECAYS
     config = SweepConfig(weight_decays=decays, seeds=seeds, steps=args.steps, log_every=args.log_every,
@@ -70,36 +71,55 @@ def main() -> None:
     split = paper_split("mnist", heldout_size=config.heldout_size)
     with tempfile.TemporaryDirectory() as out:
         result = run_sweep(config, Path(out) / "sweep", split=split)
+    matmul.sample(3)
     logs = len(config.schedule())
     train_per_step = result.train_seconds / args.steps
     measure_per_log = result.measure_seconds / logs
-    gflops = runs * MFLOP_PER_MODEL_STEP / 1e3 / train_per_step
-
-    # one run at a time: the same trainer with R = 1, run after run
     data = as_measurement_data(split, device="cpu")
     spec = ModelSpec(input_shape=tuple(data.train_x.shape[1:]))
+    flops = mlp_flops_per_step(spec, config.batch_size)
+    gflops = runs * flops / 1e9 / train_per_step
+
+    # one model at a time, same data and settings: (a) the plain PyTorch loop, (b) the engine, R = 1
+    plain = plain_loop(spec, data.train_x, data.train_y, config.batch_size)
+    plain(5)
     start = time.perf_counter()
-    for run in config.runs():
-        trainer = BatchedTrainer(spec, [run], data.train_x, data.train_y, device="cpu")
-        trainer.train(args.baseline_steps)
-    single_per_step = (time.perf_counter() - start) / args.baseline_steps
+    plain(args.baseline_steps)
+    plain_per_model_step = (time.perf_counter() - start) / args.baseline_steps
+    matmul.sample(3)
+    single = BatchedTrainer(spec, [config.runs()[0]], data.train_x, data.train_y, device="cpu")
+    single.train(5)
+    start = time.perf_counter()
+    single.train(args.baseline_steps)
+    single_per_model_step = (time.perf_counter() - start) / args.baseline_steps
+    matmul.sample(3)
+    rate = matmul.best
 
     full_logs = len(log_schedule(FULL_STEPS))
     full_train = FULL_STEPS * train_per_step
     full_measure = full_logs * measure_per_log
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
-    print(f"machine float32 matmul rate: {rate:.0f} GFLOP/s (2048^3, best of 5); torch threads {torch.get_num_threads()}")
-    print(f"slice: {runs} runs x {args.steps} steps, {logs} logged steps")
-    print(f"training: {train_per_step * 1e3:.1f} ms per batched step, {train_per_step / runs * 1e3:.2f} ms per model-step, "
-          f"{gflops:.0f} GFLOP/s")
+    batched_per_model_step = train_per_step / runs
+    print(f"machine float32 matmul rate: {rate:.0f} GFLOP/s (2048^3, best of {len(matmul.samples)} samples in this "
+          f"process); torch threads {torch.get_num_threads()}")
+    print(f"slice: {runs} runs x {args.steps} steps on the real MNIST subset, {logs} logged steps")
+    print(f"training: {train_per_step * 1e3:.1f} ms per batched step, {1 / batched_per_model_step:.0f} model-steps/s, "
+          f"{gflops:.0f} GFLOP/s ({flops / 1e6:.1f} MFLOP per model-step)")
     print(f"fraction of matmul rate: {gflops / rate:.2f}")
     print(f"measurement: {measure_per_log:.2f} s per logged step ({runs} runs; train, test and held-out sets)")
-    print(f"one run at a time (R=1 trainers in sequence): {single_per_step * 1e3:.1f} ms per step of all runs; "
-          f"batched speed-up {single_per_step / train_per_step:.2f}x")
+    print(f"plain loop, one model at a time (nn.Module + torch.optim.AdamW): {plain_per_model_step * 1e3:.2f} ms per "
+          f"model-step; batched speed-up {plain_per_model_step / batched_per_model_step:.2f}x")
+    print(f"engine, one model at a time (R = 1): {single_per_model_step * 1e3:.2f} ms per model-step; "
+          f"batched speed-up {single_per_model_step / batched_per_model_step:.2f}x")
     print(f"extrapolated full sweep ({runs} runs x {FULL_STEPS} steps, {full_logs} logs): "
           f"{(full_train + full_measure) / 60:.1f} min = training {full_train / 60:.1f} min + measurement "
           f"{full_measure / 60:.1f} min ({full_measure / (full_train + full_measure):.0%} measurement)")
+    print(f"floor at 100% of the matmul rate: {runs * FULL_STEPS * flops / 1e9 / rate / 60:.1f} min of training")
     print(f"peak resident memory: {peak_gb:.2f} GB")
+    others = use.others_cores()
+    if others is not None:
+        note = "  (machine busy: numbers are pessimistic)" if others > 0.1 else ""
+        print(f"other processes used {others:.2f} cores on average during the benchmark{note}")
 
 
 if __name__ == "__main__":
