@@ -33,6 +33,7 @@ from empirical.models import ModelSpec  # noqa: E402
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference_trajectory.json"
 STEPS = 60
+TRAIN_SIZE, TEST_SIZE, HELDOUT_SIZE = 300, 500, 200
 # two consecutive runs share (lr, weight decay): the optimizer's grouped path is exercised too
 RUNS = (
     RunConfig(seed=0, lr=1e-3, weight_decay=0.1),
@@ -54,15 +55,13 @@ def synthetic_images(count: int, offset: int, *, num_classes: int = 10, dim: int
 
 
 def measurement_data() -> MeasurementData:
-    train_x, train_y = synthetic_images(300, 0)
-    test_x, test_y = synthetic_images(500, 300)
-    heldout_x, heldout_y = synthetic_images(200, 800)
+    def part(count: int, offset: int) -> tuple[torch.Tensor, torch.Tensor]:
+        images, labels = synthetic_images(count, offset)
+        return torch.from_numpy(images), torch.from_numpy(labels)
 
-    def tensors(x: np.ndarray, y: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-    (train_x, train_y), (test_x, test_y), (heldout_x, heldout_y) = (
-        tensors(train_x, train_y), tensors(test_x, test_y), tensors(heldout_x, heldout_y))
+    train_x, train_y = part(TRAIN_SIZE, 0)
+    test_x, test_y = part(TEST_SIZE, TRAIN_SIZE)
+    heldout_x, heldout_y = part(HELDOUT_SIZE, TRAIN_SIZE + TEST_SIZE)
     return MeasurementData(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y, num_classes=10,
                            heldout_x=heldout_x, heldout_y=heldout_y)
 

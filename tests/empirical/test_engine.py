@@ -190,6 +190,25 @@ GROUPED_RUNS = [
 ]
 
 
+def _assert_steps_bitwise(trainer, refs, opts, trainer_step, *, steps, seed):
+    """Feed the same random gradients to the trainer and to one torch.optim optimizer per run for
+    ``steps`` steps, then require every parameter of every run to be equal bit for bit."""
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        _random_grads(trainer, gen)
+        for r, (m, opt) in enumerate(zip(refs, opts)):
+            for p, g in zip(m.parameters(), trainer._grads):
+                p.grad = g[r].clone()
+            opt.step()
+        with torch.no_grad():
+            trainer_step()
+        trainer.step += 1
+    stacked = trainer.named_parameters()
+    for r, m in enumerate(refs):
+        for name, p in m.named_parameters():
+            assert torch.equal(stacked[name][r], p.detach()), (r, name)
+
+
 @pytest.mark.parametrize("impl, fused", [("foreach", False), ("fused", True)])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("runs", [RUNS, GROUPED_RUNS], ids=["distinct", "grouped"])
@@ -197,27 +216,14 @@ def test_adamw_step_is_bitwise_torch_adamw(impl, fused, dtype, runs):
     """Given identical gradients, the stacked update is torch.optim.AdamW's update bit for bit."""
     x, y = _data(MLP)
     trainer = BatchedTrainer(MLP, runs, x, y, batch_size=10, dtype=dtype, device="cpu", optimizer_impl=impl)
+    trainer.betas, trainer.eps = (0.8, 0.99), 1e-6
     refs = [build_module(MLP, run.seed, dtype=dtype) for run in runs]
     opts = [
         torch.optim.AdamW(m.parameters(), lr=run.lr, weight_decay=run.weight_decay, betas=(0.8, 0.99), eps=1e-6,
                           foreach=False, fused=fused or None)
         for m, run in zip(refs, runs)
     ]
-    trainer.betas, trainer.eps = (0.8, 0.99), 1e-6
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(5):
-        _random_grads(trainer, gen)
-        for r, (m, opt) in enumerate(zip(refs, opts)):
-            for p, g in zip(m.parameters(), trainer._grads):
-                p.grad = g[r].clone()
-            opt.step()
-        with torch.no_grad():
-            trainer._adamw_step()
-        trainer.step += 1
-    stacked = trainer.named_parameters()
-    for r, m in enumerate(refs):
-        for name, p in m.named_parameters():
-            assert torch.equal(stacked[name][r], p.detach()), (r, name)
+    _assert_steps_bitwise(trainer, refs, opts, trainer._adamw_step, steps=5, seed=0)
 
 
 @pytest.mark.parametrize("runs", [RUNS, GROUPED_RUNS], ids=["distinct", "grouped"])
@@ -229,20 +235,7 @@ def test_sgd_step_is_bitwise_torch_sgd(runs):
         torch.optim.SGD(m.parameters(), lr=run.lr, weight_decay=run.weight_decay, momentum=0.9)
         for m, run in zip(refs, runs)
     ]
-    gen = torch.Generator().manual_seed(1)
-    for _ in range(4):
-        _random_grads(trainer, gen)
-        for r, (m, opt) in enumerate(zip(refs, opts)):
-            for p, g in zip(m.parameters(), trainer._grads):
-                p.grad = g[r].clone()
-            opt.step()
-        with torch.no_grad():
-            trainer._sgd_step()
-        trainer.step += 1
-    stacked = trainer.named_parameters()
-    for r, m in enumerate(refs):
-        for name, p in m.named_parameters():
-            assert torch.equal(stacked[name][r], p.detach()), (r, name)
+    _assert_steps_bitwise(trainer, refs, opts, trainer._sgd_step, steps=4, seed=1)
 
 
 # ----------------------------------------------------------------------------- init, order, resume

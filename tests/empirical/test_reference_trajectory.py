@@ -24,7 +24,7 @@ _spec = importlib.util.spec_from_file_location("reference_trajectory", Path(__fi
 reference = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(reference)
 
-ACCURACY_SAMPLES = {"train_acc": 300, "test_acc": 500}
+ACCURACY_SAMPLES = {"train_acc": reference.TRAIN_SIZE, "test_acc": reference.TEST_SIZE}
 
 
 @pytest.fixture(scope="module")
