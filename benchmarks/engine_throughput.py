@@ -34,8 +34,8 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from empirical.engine import BatchedTrainer, RunConfig  # noqa: E402
-from empirical.models import BatchedMLP, ModelSpec, build_module  # noqa: E402
+from ncgrok.empirical.engine import BatchedTrainer, RunConfig  # noqa: E402
+from ncgrok.empirical.models import BatchedMLP, ModelSpec, build_module  # noqa: E402
 
 WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 

@@ -36,11 +36,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from empirical.data import paper_split  # noqa: E402
-from empirical.engine import BatchedTrainer, log_schedule  # noqa: E402
-from empirical.measure import as_measurement_data  # noqa: E402
-from empirical.models import ModelSpec  # noqa: E402
-from empirical.sweep import SweepConfig, run_sweep  # noqa: E402
+from ncgrok.empirical.data import paper_split  # noqa: E402
+from ncgrok.empirical.engine import BatchedTrainer, log_schedule  # noqa: E402
+from ncgrok.empirical.measure import as_measurement_data  # noqa: E402
+from ncgrok.empirical.models import ModelSpec  # noqa: E402
+from ncgrok.empirical.sweep import SweepConfig, run_sweep  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_throughput import WEIGHT_DECAYS, CpuUse, MatmulRate, mlp_flops_per_step, plain_loop  # noqa: E402

@@ -29,8 +29,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from empirical.onset import GrokkingOnset, OnsetRecord, OnsetSummary, grokking_onset, rnc1_drop_time, summarize_onsets
-from empirical.runs import find_run_directories, read_json, read_metrics
+from ncgrok.empirical.onset import GrokkingOnset, OnsetRecord, OnsetSummary, grokking_onset, rnc1_drop_time, summarize_onsets
+from ncgrok.empirical.runs import find_run_directories, read_json, read_metrics
 
 __all__ = [
     "Run",
@@ -593,7 +593,7 @@ def load_snapshot(run: Run, step: int, *, input_shape: Sequence[int], num_classe
     """
     import torch
 
-    from empirical.models import ModelSpec, build_module
+    from ncgrok.empirical.models import ModelSpec, build_module
 
     path = run.path / "snapshots" / f"step_{int(step)}.pt"
     if not path.is_file():

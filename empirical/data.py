@@ -43,7 +43,7 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from ncgrok.files import atomic_write_bytes
-from theory._validation import as_count
+from ncgrok.theory._validation import as_count
 
 __all__ = [
     "DATASETS",

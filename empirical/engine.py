@@ -66,7 +66,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from empirical.models import (
+from ncgrok.empirical.models import (
     BatchedMLP,
     ModelSpec,
     build_module,

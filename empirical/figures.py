@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from empirical.analysis import (
+from ncgrok.empirical.analysis import (
     IB_BOUND_COLUMNS,
     INFORMATION_COLUMNS,
     BoundCheck,
@@ -629,7 +629,7 @@ class FigureReport:
 
 
 def _default_split(run: Run, data_dir: str | os.PathLike | None) -> Any:
-    from empirical.data import paper_split
+    from ncgrok.empirical.data import paper_split
 
     config = run.config
     return paper_split(

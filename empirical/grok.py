@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from empirical.sweep import SweepConfig, SweepResult, run_sweep
+from ncgrok.empirical.sweep import SweepConfig, SweepResult, run_sweep
 
 GROK_WEIGHT_DECAYS = (0.1, 0.07, 0.05)
 GROK_SEEDS = (0, 1)
@@ -54,9 +54,9 @@ def run_grok(
     progress: Callable[[int, int, list[dict[str, float]]], None] | None = None,
 ) -> GrokResult:
     """Fetch MNIST if missing, run (or resume, or reuse) the sweep, analyse onsets, draw figures."""
-    from empirical.analysis import analyze_onsets, load_sweep
-    from empirical.data import fetch
-    from empirical.figures import make_figures
+    from ncgrok.empirical.analysis import analyze_onsets, load_sweep
+    from ncgrok.empirical.data import fetch
+    from ncgrok.empirical.figures import make_figures
 
     fetched = fetch("mnist", data_dir=config.data_dir)
     out_dir = Path(out_dir)

@@ -54,7 +54,7 @@ from scipy.spatial import cKDTree
 from scipy.special import digamma, gammaln
 
 from ncgrok.files import atomic_write_bytes
-from theory._validation import as_array, as_count, as_scalar, to_numpy
+from ncgrok.theory._validation import as_array, as_count, as_scalar, to_numpy
 
 __all__ = [
     "NormalizedHSIC",

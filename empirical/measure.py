@@ -35,18 +35,18 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from theory.collapse import (
+from ncgrok.theory.collapse import (
     COLLAPSE_MEASURES,
     ClassStatistics,
     class_variances,
     collapse_measures,
     population_within_class_variance,
 )
-from theory.concentration import heldout_variance_radius
-from theory.generalization import cantelli_bound
-from theory.timescales import imbalance
+from ncgrok.theory.concentration import heldout_variance_radius
+from ncgrok.theory.generalization import cantelli_bound
+from ncgrok.theory.timescales import imbalance
 
-from empirical.engine import EVAL_CHUNK_SIZE
+from ncgrok.empirical.engine import EVAL_CHUNK_SIZE
 
 METRIC_COLUMNS = (
     "train_loss",
@@ -326,7 +326,7 @@ class InformationMeasurement:
     """
 
     def __init__(self, x: torch.Tensor, y: torch.Tensor, *, encoder: Any, settings: InformationSettings, num_classes: int):
-        from empirical.information import CompressedMutualInformation, NormalizedHSIC
+        from ncgrok.empirical.information import CompressedMutualInformation, NormalizedHSIC
 
         self.settings = settings
         self.num_classes = num_classes
@@ -344,8 +344,8 @@ class InformationMeasurement:
                                                               seed=settings.seed)
 
     def __call__(self, model: BatchedModel, feature_scales: Sequence[float]) -> list[dict[str, float]]:
-        from theory.collapse import class_covariances
-        from theory.information import ib_bound_logdet, ib_bound_trace
+        from ncgrok.theory.collapse import class_covariances
+        from ncgrok.theory.information import ib_bound_logdet, ib_bound_trace
 
         settings = self.settings
         _, features = model.forward_with_representation(self.x)

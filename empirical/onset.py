@@ -40,8 +40,8 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
-from theory._validation import as_array, as_count, as_scalar
-from theory.timescales import LogLogFit, fit_loglog_slope, fit_onset_constant, predicted_onset
+from ncgrok.theory._validation import as_array, as_count, as_scalar
+from ncgrok.theory.timescales import LogLogFit, fit_loglog_slope, fit_onset_constant, predicted_onset
 
 __all__ = [
     "STATUSES",

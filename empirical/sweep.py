@@ -18,8 +18,8 @@ from typing import Any, Callable, Sequence
 
 import torch
 
-from empirical.engine import EVAL_CHUNK_SIZE, BatchedTrainer, RunConfig, log_schedule, select_device
-from empirical.measure import (
+from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, BatchedTrainer, RunConfig, log_schedule, select_device
+from ncgrok.empirical.measure import (
     INFORMATION_COLUMNS,
     METRIC_COLUMNS,
     InformationMeasurement,
@@ -27,8 +27,8 @@ from empirical.measure import (
     as_measurement_data,
     measure_runs,
 )
-from empirical.models import ModelSpec
-from empirical.runs import MetricsTable, atomic_write_bytes, atomic_write_json, read_json, read_metrics_rows
+from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.runs import MetricsTable, atomic_write_bytes, atomic_write_json, read_json, read_metrics_rows
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 CHECKPOINT = "checkpoint.pt"
@@ -193,7 +193,7 @@ def _model_spec(config: SweepConfig, input_shape: tuple[int, ...], num_classes: 
 
 
 def _load_split(config: SweepConfig):
-    from empirical.data import paper_split
+    from ncgrok.empirical.data import paper_split
 
     return paper_split(
         config.dataset,
@@ -334,8 +334,8 @@ def _information_measurement(config: SweepConfig, split: Any, data) -> Informati
     set and cached under ``<data dir>/autoencoders`` (see ``empirical.information.fit_or_load``)."""
     import numpy as np
 
-    from empirical.data import resolve_data_dir
-    from empirical.information import fit_or_load
+    from ncgrok.empirical.data import resolve_data_dir
+    from ncgrok.empirical.information import fit_or_load
 
     test_x = np.asarray(split.test_x, dtype=np.float32).reshape(len(split.test_x), -1)
     cache = Path(config.data_dir) if config.data_dir and Path(config.data_dir).is_dir() else resolve_data_dir()
@@ -364,7 +364,7 @@ def _save_snapshots(trainer: BatchedTrainer, run_dirs: list[Path], step: int) ->
 def _write_summary(
     directory: Path, config: SweepConfig, train_seconds: float, measure_seconds: float, resumed_from: int
 ) -> dict[str, Any]:
-    from empirical.onset import fit_time, grokking_onset
+    from ncgrok.empirical.onset import fit_time, grokking_onset
 
     rows = read_metrics_rows(directory / "metrics.csv")
     final = rows[-1]

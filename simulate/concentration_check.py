@@ -57,11 +57,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ncgrok.files import atomic_savefig, atomic_write_text
-from simulate.mixture import GMMConfig, GMMResult, _single_threaded_blas, run_gmm
-from theory._validation import as_count
-from theory.collapse import ClassStatistics, population_within_class_variance
-from theory.concentration import heldout_variance_radius
-from theory.timescales import LogLogFit, fit_loglog_slope
+from ncgrok.simulate.mixture import GMMConfig, GMMResult, _single_threaded_blas, run_gmm
+from ncgrok.theory._validation import as_count
+from ncgrok.theory.collapse import ClassStatistics, population_within_class_variance
+from ncgrok.theory.concentration import heldout_variance_radius
+from ncgrok.theory.timescales import LogLogFit, fit_loglog_slope
 
 __all__ = [
     "GAP_ROW_COLUMNS",

@@ -13,13 +13,11 @@ written atomically (temporary file, then ``os.replace``).
 * ``ufm_tau2_scaling.png``: measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)``, log-log,
   with the prediction ``tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)`` and the fitted slope.
 
-The Gaussian-mixture figures are generated as well (unless ``include_mixture=False``): through
-``simulate.mixture.make_figures(out_dir)`` (returning the paths it wrote) when that module provides
-it, else through its ``bound_figure(run_gmm(), out_dir / "gmm_bounds.png")``.
+The Gaussian-mixture figures are generated as well (unless ``include_mixture=False``), through
+``ncgrok.simulate.mixture.make_figures(out_dir)``.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import os
 from pathlib import Path
@@ -28,8 +26,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ncgrok.files import atomic_savefig
-from simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
-from simulate.ufm import UFMConfig, UFMResult, simulate_ufm
+from ncgrok.simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
+from ncgrok.simulate.ufm import UFMConfig, UFMResult, simulate_ufm
 
 __all__ = [
     "plot_trajectory",
@@ -254,22 +252,8 @@ def make_figures(
 
 
 def _mixture_figures(out_dir: Path, report: Callable[[str], None]) -> list[Path]:
-    """The Gaussian-mixture figures: ``simulate.mixture.make_figures(out_dir)`` (returning the paths
-    it wrote) if the module provides it; otherwise its ``bound_figure(run_gmm(), path)`` at the
-    default :class:`GMMConfig`, written to ``out_dir/gmm_bounds.png``; nothing if neither exists."""
-    try:
-        mixture = importlib.import_module("simulate.mixture")
-    except ModuleNotFoundError as error:
-        if error.name == "simulate.mixture":
-            return []
-        raise
-    maker = getattr(mixture, "make_figures", None)
-    if maker is not None:
-        report("Gaussian-mixture figures (simulate.mixture.make_figures)")
-        return [Path(path) for path in (maker(out_dir) or [])]
-    run, plot = getattr(mixture, "run_gmm", None), getattr(mixture, "bound_figure", None)
-    if run is None or plot is None:
-        report("simulate.mixture has no make_figures(out_dir); skipped the Gaussian-mixture figures")
-        return []
-    report("Gaussian-mixture bound-vs-truth figure (default run_gmm configuration)")
-    return [Path(plot(run(), out_dir / "gmm_bounds.png"))]
+    """The Gaussian-mixture figures, ``ncgrok.simulate.mixture.make_figures(out_dir)``; returns the paths written."""
+    from ncgrok.simulate import mixture  # lazy: the UFM figures alone do not need it
+
+    report("Gaussian-mixture figures (ncgrok.simulate.mixture.make_figures)")
+    return [Path(path) for path in (mixture.make_figures(out_dir) or [])]

@@ -75,7 +75,7 @@ Regenerate the committed figures ``figures/gmm_bounds.png`` (default run) and
 
     ncgrok simulate gmm --activation identity --out runs/gmm_linear --figure figures/gmm_linear_bounds.png
 
-(``python -m simulate.cli_gmm`` takes the same options.)
+(``python -m ncgrok.cli.simulate_gmm`` takes the same options.)
 """
 from __future__ import annotations
 
@@ -94,8 +94,8 @@ import numpy as np
 from scipy.special import expit
 
 from ncgrok.files import atomic_savefig, atomic_write_text
-from theory._validation import as_array, as_count, as_priors, as_psd_stack, as_scalar
-from theory.collapse import (
+from ncgrok.theory._validation import as_array, as_count, as_priors, as_psd_stack, as_scalar
+from ncgrok.theory.collapse import (
     ClassStatistics,
     class_covariances,
     class_variances,
@@ -103,10 +103,10 @@ from theory.collapse import (
     feature_scale,
     population_within_class_variance,
 )
-from theory.concentration import complexity_ratio, heldout_variance_radius
-from theory.generalization import cantelli_bound
-from theory.information import gaussian_conditional_information, ib_bound_logdet, ib_bound_trace
-from theory.timescales import imbalance
+from ncgrok.theory.concentration import complexity_ratio, heldout_variance_radius
+from ncgrok.theory.generalization import cantelli_bound
+from ncgrok.theory.information import gaussian_conditional_information, ib_bound_logdet, ib_bound_trace
+from ncgrok.theory.timescales import imbalance
 
 __all__ = [
     "ACTIVATIONS",

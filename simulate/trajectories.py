@@ -44,10 +44,10 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from ncgrok.files import atomic_write_text
-from theory._validation import as_array, as_scalar
-from theory.collapse import SCALE_ESTIMATORS
-from theory.timescales import LogLogFit, collapse_time, fit_loglog_slope, fit_time
-from simulate.ufm import UFMConfig, UFMResult, UFMSimulator, simulate_ufm
+from ncgrok.theory._validation import as_array, as_scalar
+from ncgrok.theory.collapse import SCALE_ESTIMATORS
+from ncgrok.theory.timescales import LogLogFit, collapse_time, fit_loglog_slope, fit_time
+from ncgrok.simulate.ufm import UFMConfig, UFMResult, UFMSimulator, simulate_ufm
 
 __all__ = [
     "crossing_step",

@@ -53,9 +53,9 @@ from typing import Any, Callable
 import numpy as np
 
 from ncgrok.files import atomic_write_text
-from theory._validation import as_count, as_scalar
-from theory.collapse import COLLAPSE_MEASURES, SCALE_ESTIMATORS, ClassStatistics, collapse_measures
-from theory.timescales import imbalance
+from ncgrok.theory._validation import as_count, as_scalar
+from ncgrok.theory.collapse import COLLAPSE_MEASURES, SCALE_ESTIMATORS, ClassStatistics, collapse_measures
+from ncgrok.theory.timescales import imbalance
 
 __all__ = [
     "UFMConfig",

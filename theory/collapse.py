@@ -38,7 +38,7 @@ from typing import Any, Iterable, Literal
 
 import numpy as np
 
-from theory._validation import as_array, as_count, as_priors, as_scalar, to_numpy
+from ncgrok.theory._validation import as_array, as_count, as_priors, as_scalar, to_numpy
 
 ScaleEstimator = Literal["sup", "mean"]
 SCALE_ESTIMATORS = ("sup", "mean")

@@ -35,7 +35,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from theory._validation import as_array, as_count, as_scalar, to_numpy
+from ncgrok.theory._validation import as_array, as_count, as_scalar, to_numpy
 
 __all__ = [
     "heldout_variance_radius",

@@ -29,7 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 
-from theory._validation import as_array
+from ncgrok.theory._validation import as_array
 
 __all__ = ["Argument", "Formula", "EXPRESSIONS", "formula", "latex", "lambdify", "names"]
 

@@ -45,7 +45,7 @@ from typing import Any
 
 import numpy as np
 
-from theory._validation import as_array, as_scalar
+from ncgrok.theory._validation import as_array, as_scalar
 
 __all__ = [
     "fit_time",

@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from empirical.engine import BatchedTrainer, RunConfig, log_schedule  # noqa: E402
-from empirical.measure import METRIC_COLUMNS, MeasurementData, measure_runs  # noqa: E402
-from empirical.models import ModelSpec  # noqa: E402
+from ncgrok.empirical.engine import BatchedTrainer, RunConfig, log_schedule  # noqa: E402
+from ncgrok.empirical.measure import METRIC_COLUMNS, MeasurementData, measure_runs  # noqa: E402
+from ncgrok.empirical.models import ModelSpec  # noqa: E402
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference_trajectory.json"
 STEPS = 60

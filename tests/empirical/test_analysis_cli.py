@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import ncgrok
-from empirical.measure import METRIC_COLUMNS
+from ncgrok.empirical.measure import METRIC_COLUMNS
 
 LR = 1e-3
 DECAYS = (0.3, 0.1, 0.03)
@@ -206,8 +206,8 @@ def test_figures_writes_pngs_and_skips_what_is_missing(sweep, tmp_path, capsys):
 
 
 def test_information_figure_needs_the_ib_columns_and_writes_each_format(sweep, tmp_path):
-    from empirical.analysis import load_sweep
-    from empirical.figures import information_figure
+    from ncgrok.empirical.analysis import load_sweep
+    from ncgrok.empirical.figures import information_figure
 
     with pytest.raises(ValueError, match="--measure-ib"):
         information_figure(load_sweep(sweep), tmp_path / "none.png")
@@ -222,7 +222,7 @@ def test_information_figure_needs_the_ib_columns_and_writes_each_format(sweep, t
 
 
 def test_check_bounds_counts_violations_and_ratios():
-    from empirical.analysis import Run, bound_check_lines, check_bounds
+    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
 
     test_acc = np.array([0.1, 0.5, 0.8, 0.9, 1.0])  # errors 0.9, 0.5, 0.2, 0.1, 0
     bound = np.array([1.8, 0.4, 0.6, 0.3, 0.05])  # ratios 2, 0.8 (violation), 3, 3, - (zero error)
@@ -246,7 +246,7 @@ def test_check_bounds_counts_violations_and_ratios():
 
 
 def test_information_check_counts_violations_and_trend():
-    from empirical.analysis import Run, bound_check_lines, check_bounds
+    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
 
     steps = np.array([0, 10, 20, 30])
     metrics = {"step": steps, "test_acc": np.full(4, 0.5), "ib_bound_logdet": np.array([4.0, 3.0, 2.0, 1.0]),
@@ -264,7 +264,7 @@ def test_information_check_counts_violations_and_trend():
 
 
 def test_seed_band_on_uneven_runs():
-    from empirical.analysis import Run, seed_band
+    from ncgrok.empirical.analysis import Run, seed_band
 
     a = Run("a", Path("a"), 0, LR, 0.1, "adamw", {}, {"step": np.array([0, 1, 2]), "x": np.array([1.0, 2.0, 3.0])})
     b = Run("b", Path("b"), 1, LR, 0.1, "adamw", {}, {"step": np.array([0, 2]), "x": np.array([3.0, np.nan])})
@@ -299,10 +299,10 @@ def tiny_split(seed: int = 0, num_classes: int = 3) -> SimpleNamespace:
 def test_margins_from_snapshots_of_a_real_sweep(tmp_path):
     import torch
 
-    from empirical.analysis import load_run, load_snapshot, margin_data
-    from empirical.figures import make_figures
-    from empirical.runs import read_metrics
-    from empirical.sweep import SweepConfig, run_sweep
+    from ncgrok.empirical.analysis import load_run, load_snapshot, margin_data
+    from ncgrok.empirical.figures import make_figures
+    from ncgrok.empirical.runs import read_metrics
+    from ncgrok.empirical.sweep import SweepConfig, run_sweep
 
     split = tiny_split()
     config = SweepConfig(model="mlp", depth=3, width=12, init_scale=2.0, train_size=60, batch_size=20, steps=40,

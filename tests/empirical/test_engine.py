@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from empirical.engine import BatchedTrainer, RunConfig, log_schedule, select_device
-from empirical.models import ModelSpec, build_module
+from ncgrok.empirical.engine import BatchedTrainer, RunConfig, log_schedule, select_device
+from ncgrok.empirical.models import ModelSpec, build_module
 
 MLP = ModelSpec(arch="mlp", input_shape=(1, 6, 6), width=16, depth=4, num_classes=4)
 CNN = ModelSpec(arch="cnn", input_shape=(1, 6, 6), width=2, hidden_features=8, num_classes=4)

@@ -4,8 +4,8 @@ import json
 import pytest
 
 import ncgrok
-from empirical.data import resolve_data_dir
-from empirical.grok import GROK_SNAPSHOTS, GROK_WEIGHT_DECAYS, grok_config
+from ncgrok.empirical.data import resolve_data_dir
+from ncgrok.empirical.grok import GROK_SNAPSHOTS, GROK_WEIGHT_DECAYS, grok_config
 
 
 def test_grok_setting_is_the_papers_protocol_reduced():

@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy.special import digamma, polygamma
 
-from empirical.information import (
+from ncgrok.empirical.information import (
     AutoencoderConfig,
     CompressedMutualInformation,
     InputAutoencoder,

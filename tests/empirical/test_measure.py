@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from empirical.measure import METRIC_COLUMNS, MeasurementData, batched_class_statistics, measure_runs
-from theory.collapse import ClassStatistics, collapse_measures
-from theory.generalization import cantelli_bound
+from ncgrok.empirical.measure import METRIC_COLUMNS, MeasurementData, batched_class_statistics, measure_runs
+from ncgrok.theory.collapse import ClassStatistics, collapse_measures
+from ncgrok.theory.generalization import cantelli_bound
 
 
 class TinyBatchedModel:

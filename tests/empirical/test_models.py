@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from empirical.models import (
+from ncgrok.empirical.models import (
     BatchedMLP,
     ModelSpec,
     apply_large_init,

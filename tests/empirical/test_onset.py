@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from empirical.onset import (
+from ncgrok.empirical.onset import (
     GrokkingOnset,
     OnsetRecord,
     fit_time,

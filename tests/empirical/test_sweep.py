@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 import ncgrok
-from empirical.data import resolve_data_dir
-from empirical.measure import METRIC_COLUMNS
-from empirical.runs import read_metrics, read_metrics_rows
-from empirical.sweep import SweepConfig, run_sweep
+from ncgrok.empirical.data import resolve_data_dir
+from ncgrok.empirical.measure import METRIC_COLUMNS
+from ncgrok.empirical.runs import read_metrics, read_metrics_rows
+from ncgrok.empirical.sweep import SweepConfig, run_sweep
 
 REQUIRED_COLUMNS = (
     "step, train_loss, train_acc, test_loss, test_acc, nc1, nc1_pinv, rnc1, rnc1_sup, nc2, within_var, "

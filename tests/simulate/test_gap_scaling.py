@@ -17,13 +17,13 @@ import numpy as np
 import pytest
 
 import ncgrok
-from simulate.concentration_check import (
+from ncgrok.simulate.concentration_check import (
     GAP_ROW_COLUMNS,
     GAP_SUMMARY_COLUMNS,
     gap_check_config,
     variance_gap_scaling,
 )
-from simulate.mixture import GMMConfig, run_gmm
+from ncgrok.simulate.mixture import GMMConfig, run_gmm
 
 # Short training (300 GD steps) and a smaller population sample keep the run at a few seconds; the
 # check needs a trained network, not a collapsed one.

@@ -11,7 +11,7 @@ import math
 import numpy as np
 import pytest
 
-from simulate.trajectories import (
+from ncgrok.simulate.trajectories import (
     SWEEP_COLUMNS,
     collapse_scaling,
     collapse_step,
@@ -24,7 +24,7 @@ from simulate.trajectories import (
     time_scales,
     value_at,
 )
-from simulate.ufm import UFMConfig, simulate_ufm
+from ncgrok.simulate.ufm import UFMConfig, simulate_ufm
 
 # The sweep shared by the scaling tests: p = 16 > K = 4, one decade of weight decay. lr = 0.2 and
 # eps2 = 1e-4 keep it to ~25k steps in all (about a second); the step-size condition

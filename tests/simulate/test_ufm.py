@@ -14,7 +14,7 @@ import os
 import numpy as np
 import pytest
 
-from simulate.ufm import (
+from ncgrok.simulate.ufm import (
     TRAJECTORY_COLUMNS,
     UFMConfig,
     UFMSimulator,
@@ -22,7 +22,7 @@ from simulate.ufm import (
     simulate_ufm,
     ufm_gradients,
 )
-from theory.timescales import balancedness_step, ufm_step_size_condition, ufm_variance_bound
+from ncgrok.theory.timescales import balancedness_step, ufm_step_size_condition, ufm_variance_bound
 
 
 def _residual(sim: UFMSimulator) -> np.ndarray:

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.collapse import (
+from ncgrok.theory.collapse import (
     COLLAPSE_MEASURES,
     ClassStatistics,
     between_class_covariance,

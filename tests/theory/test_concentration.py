@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from theory.concentration import (
+from ncgrok.theory.concentration import (
     complexity_ratio,
     heldout_variance_radius,
     spectral_complexity,

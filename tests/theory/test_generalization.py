@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from theory.generalization import (
+from ncgrok.theory.generalization import (
     CantelliBound,
     cantelli_bound,
     cantelli_term,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from scipy import integrate, stats
 
-from theory.information import (
+from ncgrok.theory.information import (
     fano_information_lower_bound,
     gaussian_conditional_information,
     ib_bound_logdet,

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import concentration, generalization, information, symbolic, timescales
-from theory.symbolic import EXPRESSIONS, formula, lambdify, latex
+from ncgrok.theory import concentration, generalization, information, symbolic, timescales
+from ncgrok.theory.symbolic import EXPRESSIONS, formula, lambdify, latex
 
 DRAWS = 25
 

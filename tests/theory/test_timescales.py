@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from theory.timescales import (
+from ncgrok.theory.timescales import (
     LogLogFit,
     balancedness_step,
     collapse_time,

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from empirical.runs import format_value, json_safe
+from ncgrok.empirical.runs import format_value, json_safe
 
 PROTOCOL = (
     "Defaults are the paper's main setting (Sakamoto & Sato, arXiv:2509.20829, Figs. 2-4): the first "
@@ -89,7 +89,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
-    from empirical.sweep import SweepConfig
+    from ncgrok.empirical.sweep import SweepConfig
 
     return SweepConfig(
         dataset=args.dataset,
@@ -170,7 +170,7 @@ def summary_table(summaries: list[dict[str, Any]]) -> str:
 
 
 def _execute(args: argparse.Namespace, config) -> int:
-    from empirical.sweep import run_sweep
+    from ncgrok.empirical.sweep import run_sweep
 
     bar = ProgressBar(config.steps, disable=args.quiet or args.json)
     try:

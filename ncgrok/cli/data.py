@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 
-from empirical import data
+from ncgrok.empirical import data
 
 _DATA_DIR_HELP = (
     "data directory (default: $NCGROK_DATA, else $XDG_CACHE_HOME/ncgrok/data or ~/.cache/ncgrok/data). "

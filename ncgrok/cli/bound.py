@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from ncgrok.files import json_safe
-from theory import concentration, generalization, information, timescales
-from theory._validation import as_array, as_count, as_priors, as_scalar
+from ncgrok.theory import concentration, generalization, information, timescales
+from ncgrok.theory._validation import as_array, as_count, as_priors, as_scalar
 
 _ADAMW_NOTE = (
     "AdamW: only decoupled weight decay's (1 - eta lambda) factor is exact there; these times are then "
@@ -38,7 +38,7 @@ _ADAMW_NOTE = (
 
 
 def _latex(names: list[str]) -> dict[str, str]:
-    from theory import symbolic  # sympy is imported only when LaTeX is asked for
+    from ncgrok.theory import symbolic  # sympy is imported only when LaTeX is asked for
 
     return {name: symbolic.latex(name, with_lhs=True) for name in names}
 

@@ -1,29 +1,29 @@
 """``ncgrok simulate ...``: the toy dynamics of Thm. 4.3 from the command line.
 
 Subcommands: ``ufm`` (one unconstrained-features run), ``sweep`` (time scales over weight decays and
-learning rates), ``figures`` (regenerate the committed figures) and, when the Gaussian-mixture module
-is present, ``gmm`` (registered by :mod:`simulate.cli_gmm`). Handlers parse, call library
+learning rates), ``figures`` (regenerate the committed figures), and ``gmm``/``gap`` (registered by
+:mod:`ncgrok.cli.simulate_gmm`). Handlers parse, call library
 functions and print; user mistakes raise ``ValueError`` (one line, exit status 2, via ``ncgrok.main``).
 """
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import math
 import time
 from pathlib import Path
 from typing import Any
 
+from ncgrok.cli import simulate_gmm
 from ncgrok.files import atomic_write_json, json_safe
-from simulate.trajectories import (
+from ncgrok.simulate.trajectories import (
     auto_horizon,
     collapse_scaling,
     sweep_to_csv,
     sweep_ufm,
     time_scales,
 )
-from simulate.ufm import UFMConfig, simulate_ufm
+from ncgrok.simulate.ufm import UFMConfig, simulate_ufm
 
 STATUS = (
     "Status: the rates of Thm. 4.3 (tau1 ~ log(1/eps1)/eta independent of lambda, "
@@ -64,13 +64,7 @@ def register(subparsers: Any) -> None:
     _register_ufm(simulate_subparsers)
     _register_sweep(simulate_subparsers)
     _register_figures(simulate_subparsers)
-    try:
-        gmm = importlib.import_module("simulate.cli_gmm")
-    except ModuleNotFoundError as error:
-        if error.name != "simulate.cli_gmm":
-            raise
-    else:
-        gmm.register(simulate_subparsers)
+    simulate_gmm.register(simulate_subparsers)
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -184,7 +178,7 @@ def _run_ufm(args: argparse.Namespace) -> int:
     out = Path(args.out)
     files = {"trajectory": str(result.to_csv(out / "trajectory.csv"))}
     if not args.no_figure:
-        from simulate.figures import plot_trajectory
+        from ncgrok.simulate.figures import plot_trajectory
 
         files["figure"] = str(plot_trajectory(result, out / "ufm_trajectory.png", scales=scales))
     final = {name: float(values[-1]) for name, values in result.trajectory.items()}
@@ -306,7 +300,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     out = Path(args.out)
     files = {"table": str(sweep_to_csv(rows, out / "sweep.csv"))}
     if not args.no_figure and any(math.isfinite(row["tau2"]) for row in rows):
-        from simulate.figures import plot_tau2_scaling
+        from ncgrok.simulate.figures import plot_tau2_scaling
 
         files["figure"] = str(plot_tau2_scaling(rows, out / "ufm_tau2_scaling.png"))
     summary = {
@@ -378,7 +372,7 @@ def _register_figures(subparsers: Any) -> None:
 
 
 def _run_figures(args: argparse.Namespace) -> int:
-    from simulate.figures import make_figures
+    from ncgrok.simulate.figures import make_figures
 
     messages: list[str] = []
     started = time.perf_counter()

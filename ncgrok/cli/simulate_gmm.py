@@ -8,7 +8,7 @@ writes the trajectory CSV, a JSON summary and the figure, and prints a table (or
 ``--json``); the ``gap`` handler does the same around
 :func:`simulate.concentration_check.variance_gap_scaling`.
 
-Without the ``simulate`` group the same command runs as ``python -m simulate.cli_gmm [options]``.
+Without the ``simulate`` group the same command runs as ``python -m ncgrok.cli.simulate_gmm [options]``.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ncgrok.files import atomic_write_json, json_safe
-from simulate.mixture import (
+from ncgrok.simulate.mixture import (
     ACTIVATIONS,
     OPTIMIZERS,
     TRAJECTORY_COLUMNS,
@@ -264,7 +264,7 @@ Writes OUT/gap_runs.csv (one row per n and seed), OUT/gap_summary.json and OUT/g
 
 def register_gap(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``gap`` to a subparsers object (the ``ncgrok simulate`` group)."""
-    from simulate.concentration_check import gap_check_config
+    from ncgrok.simulate.concentration_check import gap_check_config
 
     defaults = gap_check_config()
     parser = subparsers.add_parser(
@@ -298,7 +298,7 @@ def register_gap(subparsers: Any) -> argparse.ArgumentParser:
 
 def gap_config_from_args(args: argparse.Namespace) -> GMMConfig:
     """The :class:`GMMConfig` of ``ncgrok simulate gap`` (raises ``ValueError`` on bad values)."""
-    from simulate.concentration_check import gap_check_config
+    from ncgrok.simulate.concentration_check import gap_check_config
 
     return gap_check_config(
         num_classes=args.classes, input_dim=args.input_dim, separation=args.separation, noise=args.noise,
@@ -354,7 +354,7 @@ def format_gap_table(result: Any, files: dict[str, str]) -> str:
 
 def run_gap_command(args: argparse.Namespace) -> int:
     """Handler of ``ncgrok simulate gap``."""
-    from simulate.concentration_check import gap_figure, variance_gap_scaling, write_gap_csv
+    from ncgrok.simulate.concentration_check import gap_figure, variance_gap_scaling, write_gap_csv
 
     config = gap_config_from_args(args)
     result = variance_gap_scaling(config, samples_per_class=args.samples_per_class, seeds=args.seeds)
@@ -381,9 +381,9 @@ def run_gap_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m simulate.cli_gmm [options]`` (same options as
+    """Stand-alone entry point: ``python -m ncgrok.cli.simulate_gmm [options]`` (same options as
     ``ncgrok simulate gmm``); user mistakes give one line on stderr and exit status 2."""
-    parser = argparse.ArgumentParser(prog="python -m simulate.cli_gmm")
+    parser = argparse.ArgumentParser(prog="python -m ncgrok.cli.simulate_gmm")
     subparsers = parser.add_subparsers(dest="command")
     register(subparsers)
     args = parser.parse_args(["gmm", *(sys.argv[1:] if argv is None else argv)])

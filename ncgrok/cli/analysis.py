@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
-from empirical.runs import json_safe
+from ncgrok.empirical.runs import json_safe
 
 _ONSET_DESCRIPTION = (
     "Per run: the fit step (first logged step with train accuracy >= --fit-threshold), the grokking onset "
@@ -119,14 +119,14 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _run_onset(args: argparse.Namespace) -> int:
-    from empirical.analysis import analyze_onsets, load_sweep, onset_analysis_dict
+    from ncgrok.empirical.analysis import analyze_onsets, load_sweep, onset_analysis_dict
 
     runs = load_sweep(args.path)
     analysis = analyze_onsets(runs, fit_threshold=args.fit_threshold, rnc1_fraction=args.rnc1_fraction,
                               calibrate_on=args.calibrate_on, confidence=args.confidence)
     figure_paths = []
     if args.figure is not None:
-        from empirical.figures import onset_figure
+        from ncgrok.empirical.figures import onset_figure
 
         figure_paths = onset_figure(analysis, args.figure)
     if args.json:
@@ -204,8 +204,8 @@ def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
 
 
 def _run_figures(args: argparse.Namespace) -> int:
-    from empirical.analysis import bound_check_lines
-    from empirical.figures import make_figures
+    from ncgrok.empirical.analysis import bound_check_lines
+    from ncgrok.empirical.figures import make_figures
 
     report = make_figures(
         args.path,
@@ -245,7 +245,7 @@ def _run_figures(args: argparse.Namespace) -> int:
 
 
 def _figures_text(report: Any) -> list[str]:
-    from empirical.analysis import bound_check_lines
+    from ncgrok.empirical.analysis import bound_check_lines
 
     lines = []
     for path in report.paths:
@@ -276,9 +276,9 @@ def _figures_text(report: Any) -> list[str]:
 def _run_grok(args: argparse.Namespace) -> int:
     import time
 
-    from empirical.analysis import onset_analysis_dict
-    from empirical.cli_train import ProgressBar, summary_table
-    from empirical.grok import GROK_STEPS, describe, grok_config, run_grok
+    from ncgrok.empirical.analysis import onset_analysis_dict
+    from ncgrok.cli.train import ProgressBar, summary_table
+    from ncgrok.empirical.grok import GROK_STEPS, describe, grok_config, run_grok
 
     config = grok_config(data_dir=args.data_dir, device=args.device, steps=args.steps or GROK_STEPS)
     started = time.perf_counter()
