@@ -48,6 +48,7 @@ import numpy as np
 from ncgrok.theory._validation import as_array, as_scalar
 
 __all__ = [
+    "decoupled_decay",
     "fit_time",
     "collapse_time",
     "imbalance",
@@ -62,6 +63,22 @@ __all__ = [
     "LogLogFit",
     "fit_loglog_slope",
 ]
+
+# ---------------------------------------------------------------------------------------------
+# the slow rate
+
+
+def decoupled_decay(lr: Any, weight_decay: Any) -> Any:
+    """Thm. 4.3's per-step shrinkage ``1 - eta lambda`` of every weight under weight decay.
+
+    Gradient descent on ``L + (lambda/2)||W||^2`` and AdamW's decoupled decay both multiply each
+    weight by this factor every step (before the data term's update); its powers
+    ``(1 - eta lambda)^t`` set the ``1/(eta lambda)`` time scale of collapse. Computed in double
+    precision exactly as ``torch.optim.AdamW`` computes it (``1 - lr * weight_decay``), so an
+    optimizer built on it stays bit-for-bit equal to torch's. Works on scalars and numpy arrays.
+    """
+    return 1.0 - lr * weight_decay
+
 
 # ---------------------------------------------------------------------------------------------
 # tau1 and tau2
