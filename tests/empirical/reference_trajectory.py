@@ -48,6 +48,7 @@ import torch
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, log_schedule
 from ncgrok.empirical.measure import METRIC_COLUMNS, MeasurementData, measure_runs
 from ncgrok.empirical.models import ModelSpec
+from ncgrok.machine import cpu_model, describe
 
 REFERENCE_FILE = Path(__file__).with_name("data") / "reference_trajectory.json"
 STEPS = 60
@@ -229,7 +230,7 @@ def _group_maxima(deviations: dict[str, float]) -> tuple[float, float]:
 
 def study() -> None:
     stored = stored_trajectory()
-    print(f"CPU: {_cpu_model()}; torch {torch.__version__}; native capability {torch.backends.cpu.get_cpu_capability()}")
+    print(describe())
     print("largest relative deviation from the stored float64 trajectory (real-valued columns / accuracies)")
     for dtype_name, until in (("float64", STEPS), ("float32", FLOAT32_HORIZON)):
         print(f"\n{dtype_name}, logged steps <= {until}:")
@@ -247,16 +248,6 @@ def study() -> None:
             print(f"  change  {name:32s} {'':17s} {real:9.2e} / {acc:9.2e}  (train_loss {deviations['train_loss']:.2e})")
 
 
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def main() -> None:
     args = sys.argv[1:]
     if args[:1] == ["--child"]:
@@ -267,7 +258,7 @@ def main() -> None:
         record = {
             "about": "float64 BatchedTrainer + measure_runs, see tests/empirical/reference_trajectory.py",
             "torch": torch.__version__,
-            "machine": f"{platform.machine()}, {_cpu_model()}",
+            "machine": f"{platform.machine()}, {cpu_model()}",
             "runs": [{"seed": r.seed, "lr": r.lr, "weight_decay": r.weight_decay} for r in RUNS],
             "trajectory": trajectory,
         }

@@ -1,4 +1,4 @@
-"""Tests for empirical/information.py: k-NN entropy, compressed MI, nHSIC and the autoencoder cache.
+"""Tests for empirical/information/: k-NN entropy, compressed MI, nHSIC and the autoencoder cache.
 
 Entropy and MI estimates are compared with Gaussian / uniform closed forms; nHSIC with a slow loop
 implementation of the spec's literal formula (``K~ = K H``) written here. Every random draw has a
@@ -431,3 +431,18 @@ def test_autoencoder_training_is_deterministic_and_feeds_compressed_mi(tmp_path)
     assert np.isfinite(estimator.mi(z, x))
     with pytest.raises(ValueError, match="expects 8"):
         one.encode(np.zeros((5, 9)))
+
+
+def test_compressed_information_ksg_route_on_known_gaussian_and_collapsed_labels():
+    """estimator='ksg': KSG for I(Z;X) and Ross for I(Z;Y) inside the compressed pipeline."""
+    rng = np.random.default_rng(2)
+    z = rng.standard_normal((3000, 2))
+    codes = z + rng.standard_normal((3000, 2))  # I = 2 * (1/2) log 2 = log 2
+    estimator = CompressedMutualInformation(latent_dim=4, estimator="ksg")
+    assert estimator.mi(z, codes) == pytest.approx(math.log(2), abs=0.06)
+    labels = rng.integers(0, 5, 3000)
+    collapsed = np.eye(5)[labels] * 20 + 0.01 * rng.standard_normal((3000, 5))
+    counts = np.bincount(labels) / 3000
+    assert estimator.mi_with_labels(collapsed, labels) == pytest.approx(-np.sum(counts * np.log(counts)), abs=0.01)
+    with pytest.raises(ValueError, match="estimator"):
+        CompressedMutualInformation(estimator="nope")
