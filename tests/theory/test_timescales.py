@@ -48,17 +48,38 @@ def test_collapse_time_hand_values_and_independence_from_fit():
     assert t2 / t1 == pytest.approx(2.0, rel=1e-14)
 
 
-def test_collapse_time_matches_null_space_decay():
-    """A null-space component of a same-class difference decays exactly like (1 - eta lambda)^t, so
-    the variance hits eps2 after log(V0/eps2) / (-2 log(1 - eta lambda)) steps; tau2 is its
-    first-order form, accurate to relative O(eta lambda)."""
-    lr, weight_decay, eps2 = 0.05, 0.02, 1e-4
-    variance, steps = 1.0, 0
-    while variance > eps2:
-        variance *= (1 - lr * weight_decay) ** 2
+def test_collapse_time_matches_a_simulated_ufm_null_space():
+    """Gradient descent on the UFM features with the classifier W frozen (p = 5 > K = 2, so W has a
+    3-dimensional null space), simulated step by step: the within-class variance reaches eps2 when its
+    null-space part, which shrinks only through the weight decay, does. The first simulated step with
+    variance <= eps2 must match tau2 = log(V_null(0)/eps2)/(2 eta lambda) (V_null(0) from an SVD of W)
+    to relative O(eta lambda): the exact count is log(V0/eps2)/(-2 log(1 - eta lambda)), which differs
+    by a factor 1 - eta lambda/2 + O((eta lambda)^2), plus one step of rounding. A formula without the
+    factor 2, or with the fitting rate instead of eta lambda, is off by far more."""
+    rng = np.random.default_rng(12)
+    classes, dim, per_class = 2, 5, 4
+    labels = np.repeat(np.arange(classes), per_class)
+    targets = np.eye(classes)[:, labels]
+    w = rng.standard_normal((classes, dim)) / 2
+    h = rng.standard_normal((dim, labels.size))
+    lr, weight_decay = 0.05, 0.02
+
+    def within_variance(features):
+        centred = [features[:, labels == c] - features[:, labels == c].mean(axis=1, keepdims=True) for c in range(classes)]
+        return sum(float(np.sum(block**2)) for block in centred) / labels.size
+
+    _, _, vt = np.linalg.svd(w)
+    null_projector = vt[classes:].T @ vt[classes:]
+    null_variance = within_variance(null_projector @ h)
+    eps2 = 1e-4 * null_variance
+    assert ufm_step_size_condition(lr=lr, weight_decay=weight_decay, classifier_norm=np.linalg.norm(w, 2))
+    steps = 0
+    while within_variance(h) > eps2:
+        h = h - lr * (w.T @ (w @ h - targets) + weight_decay * h)
         steps += 1
-    predicted = collapse_time(lr=lr, weight_decay=weight_decay, eps2=eps2)
-    assert abs(steps - predicted) / predicted < 2 * lr * weight_decay + 1 / predicted
+    predicted = collapse_time(lr=lr, weight_decay=weight_decay, eps2=eps2, initial_variance=null_variance)
+    assert abs(steps - predicted) / predicted < lr * weight_decay + 1 / predicted
+    assert predicted > 4_000  # the slow scale: the row-space part alone is gone within ~200 steps
 
 
 @pytest.mark.parametrize(
