@@ -450,7 +450,7 @@ def summarize_onsets(
     calibrate_on: float | None = None,
     confidence: float = 0.95,
 ) -> OnsetSummary:
-    """Summarise onsets of a weight-decay sweep and compare them with the R6 predictions.
+    """Summarise onsets of a weight-decay sweep and compare them with our reconstructed R6 onset law.
 
     ``records`` are :class:`OnsetRecord` s (or mappings with ``weight_decay``, ``seed``, ``result``).
     ``lr`` is the step size ``eta`` of the prediction ``C / (eta lambda)``. ``calibrate_on`` is the
