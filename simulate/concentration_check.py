@@ -3,11 +3,11 @@ the population value like ``n_c^(-1/2)`` or faster?
 
 Thm. 4.1 of Sakamoto & Sato (arXiv:2509.20829) bounds the gap between the population within-class
 variance ``V`` of the rescaled representation and its value on the training set by a term of order
-``1/sqrt(n_c)``, uniformly over networks (``../shared/spec/theory.md``, R4; the paper's hypotheses
-and constants were not recovered, hence *reconstructed*). A uniform bound covers the network the
+``1/sqrt(n_c)``, uniformly over networks (Thm. 4.1; our form of it, R4, is *reconstructed*: the
+paper's hypotheses and constants were not recovered). A uniform bound covers the network the
 training sample produced, so the gap must shrink at least at that rate for a *trained* network.
 :func:`variance_gap_scaling` measures it on the Gaussian-mixture simulator of
-:mod:`simulate.mixture`:
+:mod:`ncgrok.simulate.gmm`:
 
 * for every ``n`` in ``samples_per_class`` and every seed, the network of the configuration is
   trained with ``n_train = n`` on the **same population** (the mixture is fixed by
@@ -57,7 +57,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ncgrok.files import atomic_savefig, atomic_write_text
-from ncgrok.simulate.mixture import GMMConfig, GMMResult, _single_threaded_blas, run_gmm
+from ncgrok.simulate.gmm import GMMConfig, GMMResult, run_gmm, single_threaded_blas
 from ncgrok.theory._validation import as_count
 from ncgrok.theory.collapse import ClassStatistics, population_within_class_variance
 from ncgrok.theory.concentration import heldout_variance_radius
@@ -110,7 +110,7 @@ GAP_SUMMARY_COLUMNS = (
 
 # Settings that only affect measurements this check does not use; they are replaced by the cheapest
 # valid values (training and the compared quantities do not depend on them). Three logged steps
-# because ``logged_steps(steps, 3)`` is ``[0, 1, steps]``, which contains the final step.
+# because ``GMMConfig.recorded_steps()`` is then ``[0, 1, steps]``, which contains the final step.
 _CHEAP_MEASUREMENTS = dict(num_logs=3, n_test=1, n_heldout=2, mi_outer=2, mi_inner=2)
 
 # Points per class of the fresh sample used for ``population_se`` (and, its first n per class, for
@@ -268,7 +268,7 @@ def variance_gap_scaling(
     """Measure how the training-vs-population gap of the within-class variance shrinks with ``n``.
 
     Simulation check of Thm. 4.1 (**reconstructed**; see the module docstring for every quantity):
-    for each ``n`` in ``samples_per_class`` and each seed, :func:`simulate.mixture.run_gmm` trains the
+    for each ``n`` in ``samples_per_class`` and each seed, :func:`ncgrok.simulate.gmm.run_gmm` trains the
     network of ``config`` with ``n_train=n`` and ``seed=seed`` on the same population (``mixture_seed``
     pinned to the configuration's mixture); at the final step the gap ``|train RNC1 - V|`` between
     the biased training within-class variance and the population within-class variance, both in
@@ -320,7 +320,7 @@ def variance_gap_scaling(
             final = result.summary["final"]
             if int(final["step"]) != config.steps:
                 raise RuntimeError(f"run ended at step {final['step']}, expected {config.steps}")
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 fresh_gap, population_se = _fresh_measurements(result, n, seed)
             train, population = float(final["train_rnc1"]), float(final["population_variance"])
             row = {

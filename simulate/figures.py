@@ -14,7 +14,7 @@ written atomically (temporary file, then ``os.replace``).
   with the prediction ``tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)`` and the fitted slope.
 
 The Gaussian-mixture figures are generated as well (unless ``include_mixture=False``), through
-``ncgrok.simulate.mixture.make_figures(out_dir)``.
+``ncgrok.simulate.gmm.make_figures(out_dir)``.
 """
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ import numpy as np
 from ncgrok.files import atomic_savefig
 from ncgrok.simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
 from ncgrok.simulate.ufm import UFMConfig, UFMResult, simulate_ufm
+from ncgrok.theory.timescales import decoupled_decay
 
 __all__ = [
     "plot_trajectory",
@@ -94,7 +95,7 @@ def plot_trajectory(
     if config.weight_decay > 0 and math.isfinite(scales.tau1):
         start = float(np.interp(scales.tau1, result["step"], result["spread_null"]))
         grid = steps[steps >= scales.tau1]
-        decay = (1.0 - config.lr * config.weight_decay) ** (2.0 * (grid - scales.tau1))
+        decay = decoupled_decay(config.lr, config.weight_decay) ** (2.0 * (grid - scales.tau1))
         right.plot(grid, start * decay, color="black", lw=0.8, ls="--", label="(1 - eta lambda)^(2(t - tau1))")
     for axis in axes:
         for value, style, label in (
@@ -219,7 +220,7 @@ def make_figures(
     progress: Callable[[str], None] | None = None,
     include_mixture: bool = True,
 ) -> list[Path]:
-    """Regenerate the UFM figures (and, if available, the Gaussian-mixture ones) in ``out_dir``.
+    """Regenerate the UFM figures (and, unless ``include_mixture=False``, the Gaussian-mixture ones) in ``out_dir``.
 
     ``config`` (default :class:`UFMConfig`, ``lr = 0.1``) fixes everything but the weight decay. One
     full trajectory per weight decay, all on a common horizon (the predicted collapse time of the
@@ -252,8 +253,8 @@ def make_figures(
 
 
 def _mixture_figures(out_dir: Path, report: Callable[[str], None]) -> list[Path]:
-    """The Gaussian-mixture figures, ``ncgrok.simulate.mixture.make_figures(out_dir)``; returns the paths written."""
-    from ncgrok.simulate import mixture  # lazy: the UFM figures alone do not need it
+    """The Gaussian-mixture figures, ``ncgrok.simulate.gmm.make_figures(out_dir)``; returns the paths written."""
+    from ncgrok.simulate import gmm  # lazy: the UFM figures alone do not need it
 
-    report("Gaussian-mixture figures (ncgrok.simulate.mixture.make_figures)")
-    return [Path(path) for path in (mixture.make_figures(out_dir) or [])]
+    report("Gaussian-mixture figures (ncgrok.simulate.gmm.make_figures)")
+    return [Path(path) for path in gmm.make_figures(out_dir)]

@@ -3,7 +3,7 @@
 the number of training samples per class (the simulation check of Thm. 4.1, reconstructed).
 
 ``register(subparsers)`` adds the ``gmm`` and ``gap`` subcommands to the ``ncgrok simulate`` group
-(the group's module calls it). The ``gmm`` handler parses, calls :func:`simulate.mixture.run_gmm`,
+(the group's module calls it). The ``gmm`` handler parses, calls :func:`ncgrok.simulate.gmm.run_gmm`,
 writes the trajectory CSV, a JSON summary and the figure, and prints a table (or one JSON object with
 ``--json``); the ``gap`` handler does the same around
 :func:`simulate.concentration_check.variance_gap_scaling`.
@@ -20,7 +20,7 @@ import sys
 from typing import Any
 
 from ncgrok.files import atomic_write_json, json_safe
-from ncgrok.simulate.mixture import (
+from ncgrok.simulate.gmm import (
     ACTIVATIONS,
     OPTIMIZERS,
     TRAJECTORY_COLUMNS,

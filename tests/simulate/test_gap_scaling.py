@@ -23,7 +23,7 @@ from ncgrok.simulate.concentration_check import (
     gap_check_config,
     variance_gap_scaling,
 )
-from ncgrok.simulate.mixture import GMMConfig, run_gmm
+from ncgrok.simulate.gmm import GMMConfig, run_gmm
 
 # Short training (300 GD steps) and a smaller population sample keep the run at a few seconds; the
 # check needs a trained network, not a collapsed one.
@@ -63,7 +63,7 @@ def test_rows_and_summary_are_complete_and_consistent(scaling):
         gaps = [row["gap"] for row in scaling.rows if row["n"] == entry["n"]]
         assert entry["mean_gap"] == pytest.approx(np.mean(gaps), rel=1e-12)
         assert entry["std_gap"] == pytest.approx(np.std(gaps, ddof=1), rel=1e-12)
-        # Closed form of the held-out Hoeffding radius (theory.md R4): 2 sqrt(log(2K/delta) / (2 floor(n/2))).
+        # Closed form of the held-out Hoeffding radius (Thm. 4.1, R4 reconstructed): 2 sqrt(log(2K/delta) / (2 floor(n/2))).
         expected = 2 * math.sqrt(math.log(2 * CONFIG.num_classes / CONFIG.delta) / (2 * (entry["n"] // 2)))
         assert entry["heldout_radius"] == pytest.approx(expected, rel=1e-12)
 

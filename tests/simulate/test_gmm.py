@@ -1,7 +1,8 @@
-"""Tests for simulate/mixture.py and simulate/cli_gmm.py (Gaussian-mixture networks).
+"""Tests for simulate/gmm/ and ncgrok/cli/simulate_gmm.py (Gaussian-mixture networks).
 
 Every comparison is against something exact or independent of the code under test: finite
 differences for the hand-written gradients, the balancedness identity of Thm. 4.3 for the GD update,
+``torch.optim.AdamW`` for the AdamW update,
 closed-form Gaussian information (computed here with ``slogdet``) for the linear network, a 1-D
 quadrature for a non-Gaussian information, and Monte Carlo truths with stated tolerances.
 
@@ -21,7 +22,7 @@ import pytest
 from scipy import integrate
 
 from ncgrok.cli import simulate_gmm as cli_gmm
-from ncgrok.simulate.mixture import (
+from ncgrok.simulate.gmm import (
     TRAJECTORY_COLUMNS,
     GaussianMixture,
     GMMConfig,
@@ -29,7 +30,6 @@ from ncgrok.simulate.mixture import (
     conditional_information_monte_carlo,
     exact_linear_moments,
     init_network,
-    logged_steps,
     loss_and_gradients,
     run_gmm,
 )
@@ -108,9 +108,54 @@ def test_gd_step_obeys_the_balancedness_identity():
     _, grads = loss_and_gradients(network, x, targets)  # unregularized gradients
     expected = balancedness_step(before, grad_last=grads["W3"], grad_prev=grads["W2"], lr=lr,
                                  weight_decay=weight_decay)
-    optimizer = Optimizer(network, kind="gd", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8)
-    optimizer.step(network, grads)
+    optimizer = Optimizer(kind="gd", lr=lr, weight_decay=weight_decay)
+    network, _ = optimizer.step(network, grads, optimizer.init(network))
     np.testing.assert_allclose(imbalance(network.W3, network.W2), expected, rtol=0, atol=1e-13)
+
+
+def test_adamw_steps_match_torch_adamw():
+    """Five AdamW steps against torch.optim.AdamW (float64, the same gradients fed to both): decay
+    on W1, W2, W3 only (two parameter groups), bias-corrected moments. Both compute the same
+    formula in a different order, so they agree to rounding (~1e-16 relative per step)."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    network = init_network(3, 4, 2, 3, seed=5)
+    network.b1, network.b3 = rng.normal(size=4), rng.normal(size=3)
+    lr, weight_decay, betas, eps = 0.01, 0.2, (0.8, 0.95), 1e-8
+    optimizer = Optimizer(kind="adamw", lr=lr, weight_decay=weight_decay, betas=betas, eps=eps)
+    state = optimizer.init(network)
+    reference = {name: torch.tensor(value, dtype=torch.float64) for name, value in network.parameters().items()}
+    torch_optimizer = torch.optim.AdamW(
+        [{"params": [reference[name] for name in ("W1", "W2", "W3")], "weight_decay": weight_decay},
+         {"params": [reference[name] for name in ("b1", "b3")], "weight_decay": 0.0}],
+        lr=lr, betas=betas, eps=eps)
+    before = network.copy()
+    for _ in range(5):
+        grads = {name: rng.normal(size=value.shape) for name, value in network.parameters().items()}
+        network, state = optimizer.step(network, grads, state)
+        for name, tensor in reference.items():
+            tensor.grad = torch.tensor(grads[name], dtype=torch.float64)
+        torch_optimizer.step()
+    assert state.count == 5
+    for name, tensor in reference.items():
+        np.testing.assert_allclose(getattr(network, name), tensor.numpy(), rtol=1e-12, atol=1e-14, err_msg=name)
+        assert not np.allclose(getattr(network, name), getattr(before, name))  # the step moved it
+
+
+def test_optimizer_step_leaves_its_arguments_unchanged():
+    network = init_network(3, 4, 2, 3, seed=1)
+    snapshot = network.copy()
+    grads = {name: np.ones_like(value) for name, value in network.parameters().items()}
+    optimizer = Optimizer(kind="adamw", lr=0.1, weight_decay=0.1)
+    state = optimizer.init(network)
+    optimizer.step(network, grads, state)
+    for name, value in snapshot.parameters().items():
+        np.testing.assert_array_equal(getattr(network, name), value)
+        np.testing.assert_array_equal(state.first[name], 0.0)
+    assert state.count == 0
+    with pytest.raises(ValueError, match="kind"):
+        Optimizer(kind="sgd", lr=0.1, weight_decay=0.0)
 
 
 def test_mixture_samples_have_the_stated_moments():
@@ -124,14 +169,6 @@ def test_mixture_samples_have_the_stated_moments():
         np.testing.assert_allclose(np.cov(sample.T), mixture.covariances[c], atol=0.03)
     x, y = mixture.sample(5, rng)
     assert x.shape == (15, 4) and np.array_equal(y, np.repeat([0, 1, 2], 5))
-
-
-def test_logged_steps_are_log_spaced_and_include_both_ends():
-    steps = logged_steps(3000, 20)
-    assert steps[0] == 0 and steps[-1] == 3000 and np.all(np.diff(steps) > 0) and len(steps) <= 20
-    for num_logs in (2, 3, 5):
-        few = logged_steps(500, num_logs)
-        assert few[0] == 0 and few[-1] == 500 and len(few) <= num_logs
 
 
 # ----------------------------------------------------------------------------------------------
