@@ -57,8 +57,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ncgrok.files import atomic_savefig, atomic_write_text
+from ncgrok.files import atomic_write_text
 from ncgrok.simulate.gmm import GMMConfig, GMMResult, run_gmm, single_threaded_blas
+from ncgrok.simulate.plotting import pyplot, save_png
 from ncgrok.theory._validation import as_count, as_scalar
 from ncgrok.theory.collapse import ClassStatistics, population_within_class_variance
 from ncgrok.theory.concentration import heldout_variance_radius
@@ -415,11 +416,9 @@ def gap_figure(result: GapScalingResult, path: Any) -> str:
     and a reference ``n^(-1/2)`` line through the first mean), with the fresh-sample gap, the
     held-out radius of Thm. 4.1 and twice the Monte Carlo error of the population value for
     comparison; saved atomically as PNG at ``path`` (matplotlib's Agg backend). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    plt = pyplot()
 
     sizes = np.array([entry["n"] for entry in result.summary], dtype=np.float64)
     means = np.array([entry["mean_gap"] for entry in result.summary])
@@ -455,9 +454,4 @@ def gap_figure(result: GapScalingResult, path: Any) -> str:
                  f"{config.optimizer} lr={config.lr:g} λ={config.weight_decay:g}, {config.steps} steps",
                  fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    path = os.fspath(path)
-    try:
-        atomic_savefig(figure, path, dpi=110, format="png")
-    finally:
-        plt.close(figure)
-    return path
+    return os.fspath(save_png(figure, path, dpi=110))

@@ -25,7 +25,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ncgrok.files import atomic_savefig
+from ncgrok.simulate.plotting import pyplot, save_png
 from ncgrok.simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
 from ncgrok.simulate.ufm import UFMConfig, UFMResult, simulate_ufm
 from ncgrok.theory.timescales import decoupled_decay
@@ -45,20 +45,8 @@ FIGURE_WEIGHT_DECAYS = (1e-3, 2e-3, 5e-3, 1e-2, 3e-2)
 FIGURE_SECOND_LR = 0.2
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(figure: Any, path: str | os.PathLike) -> Path:
-    try:
-        return atomic_savefig(figure, path, dpi=120, format="png", bbox_inches="tight")
-    finally:
-        _pyplot().close(figure)
+    return save_png(figure, path, dpi=120, bbox_inches="tight")
 
 
 def _positive_steps(result: UFMResult) -> np.ndarray:
@@ -77,7 +65,7 @@ def plot_trajectory(
     """One run: relative loss, RNC1, the within-class spread in the row / null space of ``W`` and
     the imbalance ``||W^T W - H H^T||_F`` against the step (log axes), with ``tau1``, ``tau2``
     (measured, solid) and the ``tau2`` prediction (dotted) marked."""
-    plt = _pyplot()
+    plt = pyplot()
     config = result.config
     scales = time_scales(result) if scales is None else scales
     keep = _positive_steps(result)
@@ -128,7 +116,7 @@ def _floor(values: np.ndarray) -> np.ndarray:
 def plot_timescale_separation(results: Sequence[UFMResult], path: str | os.PathLike) -> Path:
     """Several weight decays: relative training loss (left) and RNC1 (right) against the step,
     log axes, with each run's measured ``tau1`` / ``tau2`` marked."""
-    plt = _pyplot()
+    plt = pyplot()
     if not results:
         raise ValueError("results must hold at least one UFMResult")
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
@@ -174,7 +162,7 @@ def plot_tau2_scaling(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
     """Measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)`` (log-log) for sweep rows
     (from :func:`simulate.trajectories.sweep_ufm`), with the predicted ``tau2`` as a line and the
     fitted log-log slope of ``tau2 - tau1`` against ``lambda`` per learning rate in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [row for row in rows if math.isfinite(row["tau2"])]
     if not rows:
         raise ValueError("no sweep row reached eps2; nothing to plot (lengthen the runs)")

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ncgrok.files import atomic_savefig
 from ncgrok.simulate.gmm.config import GMMConfig
 from ncgrok.simulate.gmm.run import GMMResult, run_gmm
+from ncgrok.simulate.plotting import pyplot, save_png
 
 __all__ = ["bound_figure", "make_figures"]
 
@@ -33,10 +33,7 @@ def bound_figure(result: GMMResult, path: Any) -> str:
 
     Uses matplotlib's Agg backend (imported here, so importing this module stays light).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     t = result.trajectory
     x = t["step"] + 1.0
@@ -90,12 +87,7 @@ def bound_figure(result: GMMResult, path: Any) -> str:
         f"{config.activation}, {config.optimizer} lr={config.lr:g} λ={config.weight_decay:g}, "
         f"n={config.n_train}/class", fontsize=10)
 
-    path = os.fspath(path)
-    try:
-        atomic_savefig(figure, path, dpi=110, format="png")
-    finally:
-        plt.close(figure)
-    return path
+    return os.fspath(save_png(figure, path, dpi=110))
 
 
 def make_figures(out_dir: Any = "figures", *, progress: Callable[[str], None] | None = None) -> list[str]:
