@@ -59,6 +59,7 @@ LOCK_FILE = "lock"
 SNAPSHOT_DIR = "snapshots"
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "completed", "diverged")
+SESSION_KEY = "session"  # summary.json's entry for the writing process (timings, resumed_from), not results
 _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
 
 # What to tell a user whose run directory cannot be used as it is.
@@ -210,14 +211,15 @@ class MetricsTable:
             with _writing(self.path):
                 append_bytes(self.path, ("\n".join(lines) + "\n").encode())
 
-    def truncate_after(self, step: int) -> list[int]:
-        """Keep the header and the complete rows with ``step <= step``, byte for byte (atomically);
-        returns the kept steps."""
-        kept = [row["step"] for row in read_metrics_rows(self.path, expected_columns=self.columns) if row["step"] <= step]
-        lines = _complete_lines(self.path)[: 1 + len(kept)]
+    def steps_through(self, step: int) -> list[int]:
+        """The logged steps ``<= step`` (complete rows only). Reads only."""
+        return [row["step"] for row in read_metrics_rows(self.path, expected_columns=self.columns) if row["step"] <= step]
+
+    def truncate_after(self, step: int) -> None:
+        """Keep the header and the complete rows with ``step <= step``, byte for byte (atomically)."""
+        lines = _complete_lines(self.path)[: 1 + len(self.steps_through(step))]
         with _writing(self.path):
             atomic_write_bytes(self.path, "".join(line + "\n" for line in lines).encode())
-        return kept
 
 
 # ---------------------------------------------------------------------------------------------
@@ -309,7 +311,8 @@ class RunDirectory:
     def remove_partial_writes(self) -> None:
         for folder in (self.path, self.path / SNAPSHOT_DIR):
             if folder.is_dir():
-                remove_partial_writes(folder)
+                with _writing(folder):
+                    remove_partial_writes(folder)
 
 
 @dataclass(frozen=True)
@@ -414,7 +417,8 @@ class SweepDirectory:
 
     def remove_partial_writes(self, names: Iterable[str]) -> None:
         """Delete what interrupted writes left behind (hold the lock)."""
-        remove_partial_writes(self.path)
+        with _writing(self.path):
+            remove_partial_writes(self.path)
         for name in names:
             self.run(name).remove_partial_writes()
 
@@ -545,4 +549,4 @@ def summary_payload(name: str, run: Mapping[str, Any], *, status: str, rows: Seq
     if status not in RUN_STATUSES:
         raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
     return json_safe({"name": name, **run, "status": status, "final": rows[-1] if rows else None,
-                      "logged_steps": len(rows), "session": dict(session)})
+                      "logged_steps": len(rows), SESSION_KEY: dict(session)})

@@ -25,7 +25,16 @@ from typing import Any, Callable
 
 from ncgrok.empirical.engine import BatchedTrainer, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
-from ncgrok.empirical.runs import RETRAIN, START_OVER, RunDirectory, RunDirectoryError, SweepDirectory, read_metrics_rows, summary_payload
+from ncgrok.empirical.runs import (
+    RETRAIN,
+    SESSION_KEY,
+    START_OVER,
+    RunDirectory,
+    RunDirectoryError,
+    SweepDirectory,
+    read_metrics_rows,
+    summary_payload,
+)
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
 __all__ = ["DTYPES", "SweepConfig", "SweepResult", "run_name", "run_sweep"]
@@ -178,12 +187,15 @@ def _restore(config: SweepConfig, directory: SweepDirectory, plan: _Plan, traine
         raise RunDirectoryError(f"{directory.checkpoint_path} does not fit the settings in {directory.sweep_path.name} "
                                 f"({error}); {RETRAIN}") from None
     expected = [step for step in config.schedule() if step <= trainer.step]
-    for run in plan.runs:
-        kept = run.metrics(config.columns()).truncate_after(trainer.step)
+    tables = [run.metrics(config.columns()) for run in plan.runs]
+    for table in tables:  # check every file before changing any
+        kept = table.steps_through(trainer.step)
         if kept != expected:
-            missing = sorted(set(expected) - set(kept))[:5]
-            raise RunDirectoryError(f"{run.metrics_path} lacks the rows of logged steps {missing} that the checkpoint "
-                                    f"(step {trainer.step}) has passed (damaged file); {RETRAIN}")
+            missing, extra = sorted(set(expected) - set(kept))[:5], sorted(set(kept) - set(expected))[:5]
+            raise RunDirectoryError(f"{table.path} does not hold the logged steps up to the checkpoint's step "
+                                    f"{trainer.step} (missing {missing}, unexpected {extra}): damaged file; {RETRAIN}")
+    for table in tables:
+        table.truncate_after(trainer.step)
 
 
 def _train(config, directory: SweepDirectory, plan: _Plan, trainer: BatchedTrainer, data, information,
@@ -238,7 +250,7 @@ def _write_summaries(config: SweepConfig, directory: SweepDirectory, plan: _Plan
         summary = summary_payload(run_directory.name, dataclasses.asdict(run), status=status, rows=rows, session=session)
         run_directory.write_summary(summary)
         summaries.append(summary)
-    directory.write_summary({"status": status, "runs": summaries, "session": dict(session)})
+    directory.write_summary({"status": status, "runs": summaries, SESSION_KEY: dict(session)})
     return summaries
 
 
