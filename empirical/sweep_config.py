@@ -15,7 +15,6 @@ import json
 import math
 import os
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 import torch
@@ -208,7 +207,7 @@ class SweepConfig:
             raise ValueError(f"{source}: invalid settings: {error}") from None
 
     @classmethod
-    def from_run_config(cls, payload: Mapping[str, Any], *, source: str | os.PathLike = "config.json") -> "SweepConfig":
+    def from_run_config(cls, payload: Mapping[str, Any], *, source: str | os.PathLike) -> "SweepConfig":
         """The sweep settings inside a run's ``config.json`` payload (its ``run`` and ``name`` keys removed)."""
         if not isinstance(payload, Mapping) or any(key not in payload for key in RUN_KEYS):
             raise ValueError(f"{source} lacks the {list(RUN_KEYS)} entries of a run written by ncgrok train/sweep")
