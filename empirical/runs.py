@@ -1,30 +1,24 @@
 """Run and sweep directories on disk: the one module that names their files and reads and writes them.
 
-Layout of a sweep directory (``ncgrok sweep --out DIR``; ``ncgrok train`` writes the same with one
-run)::
+Layout (``ncgrok sweep --out DIR``; ``ncgrok train`` writes the same with one run)::
 
     DIR/sweep.json              schema version, the sweep's settings (``SweepConfig.to_dict``), run names
     DIR/checkpoint.pt           the whole batched training state (all runs) at a logged step, for --resume
-    DIR/summary.json            every run's summary, the session's timings and resumed_from
+    DIR/summary.json            status, every run's summary, the session
     DIR/lock                    advisory lock of the process writing DIR (pid, host, since when)
     DIR/<run>/config.json       the sweep's settings plus ``run`` {seed, lr, weight_decay} and ``name``
     DIR/<run>/metrics.csv       one row per logged step (:data:`METRICS_SCHEMA`)
-    DIR/<run>/summary.json      training facts: status, final metrics row, logged steps, session timings
+    DIR/<run>/summary.json      training facts only: ``status`` (:data:`RUN_STATUSES`), ``final`` (last
+                                metrics row), ``logged_steps``, ``session`` (timings, resumed_from)
     DIR/<run>/snapshots/step_<N>.pt   optional model snapshots (state dicts)
 
-``summary.json`` holds training facts only: ``status`` (:data:`RUN_STATUSES`; ``running`` while a
-sweep is under way or after it was interrupted), ``final`` (the last metrics row), ``logged_steps``,
-and under ``session`` what describes the process that wrote it rather than the result (timings,
-``resumed_from``). Analyses (onsets, bound checks) are computed from ``metrics.csv`` by their callers.
-
-Crash safety: every file except ``metrics.csv`` and ``lock`` is replaced atomically and flushed to
-disk (:mod:`ncgrok.files`), so a crash leaves the old or the new version, never a mix (plus a
-temporary ``.<name>.partial-*`` file that a resume deletes). ``metrics.csv`` grows by whole lines,
-each append flushed to disk before the next checkpoint is written; a resume cuts it back to the
-rows at or before the checkpoint's step (dropping a partial last line) and training replays the
-rest bit for bit. One process at a time writes a directory (``DIR/lock``, released by the kernel
-when its owner dies). A missing, corrupt or unwritable file raises :class:`RunDirectoryError`
-naming the file and what to do.
+Analyses (onsets, bound checks) are computed from ``metrics.csv`` by their callers. Crash safety:
+every file but ``metrics.csv`` and ``lock`` is replaced atomically and flushed to disk
+(:mod:`ncgrok.files`; a crash can leave a ``.<name>.partial-*`` file, which a resume deletes).
+``metrics.csv`` grows by whole lines, each flushed before the next checkpoint; a resume cuts it back
+to the checkpoint's step (dropping a partial last line) and replays the rest bit for bit. One process
+at a time writes a directory (``DIR/lock``, released by the kernel when its owner dies). A missing,
+corrupt or unwritable file raises :class:`RunDirectoryError` naming the file and what to do.
 """
 from __future__ import annotations
 
@@ -45,6 +39,7 @@ from ncgrok.files import (
     append_bytes,
     atomic_write_bytes,
     atomic_write_json,
+    is_partial_write,
     json_safe,
     lock_holder,
     remove_partial_writes,
@@ -258,27 +253,23 @@ def _write_json(path: Path, payload: Mapping[str, Any]) -> None:
         atomic_write_json(path, payload)
 
 
+def _file(name: str) -> property:
+    """A directory class's attribute: the path of its file ``name``."""
+    return property(lambda self: self.path / name, doc=f"``<directory>/{name}``")
+
+
 @dataclass(frozen=True)
 class RunDirectory:
     """One run's directory (see the module docstring for its files)."""
 
     path: Path
+    config_path = _file(CONFIG_FILE)
+    metrics_path = _file(METRICS_FILE)
+    summary_path = _file(SUMMARY_FILE)
 
     @property
     def name(self) -> str:
         return self.path.name
-
-    @property
-    def config_path(self) -> Path:
-        return self.path / CONFIG_FILE
-
-    @property
-    def metrics_path(self) -> Path:
-        return self.path / METRICS_FILE
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / SUMMARY_FILE
 
     def snapshot_path(self, step: int) -> Path:
         return self.path / SNAPSHOT_DIR / f"step_{int(step)}.pt"
@@ -293,8 +284,16 @@ class RunDirectory:
     def write_config(self, payload: Mapping[str, Any]) -> None:
         _write_json(self.config_path, payload)
 
-    def write_summary(self, payload: Mapping[str, Any]) -> None:
-        _write_json(self.summary_path, payload)
+    def write_summary(self, run: Mapping[str, Any], *, status: str, session: Mapping[str, Any]) -> dict[str, Any]:
+        """Write and return ``summary.json``: the ``run`` entry, ``status``, the last row of
+        ``metrics.csv`` and the number of rows, and the ``session``; training facts only."""
+        if status not in RUN_STATUSES:
+            raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        rows = read_metrics_rows(self.metrics_path)
+        summary = json_safe({"name": self.name, **run, "status": status, "final": rows[-1] if rows else None,
+                             "logged_steps": len(rows), SESSION_KEY: dict(session)})
+        _write_json(self.summary_path, summary)
+        return summary
 
     def write_snapshot(self, step: int, data: bytes) -> None:
         path = self.snapshot_path(step)
@@ -320,22 +319,10 @@ class SweepDirectory:
     """A sweep's directory: ``sweep.json``, the checkpoint, the lock and one :class:`RunDirectory` per run."""
 
     path: Path
-
-    @property
-    def sweep_path(self) -> Path:
-        return self.path / SWEEP_FILE
-
-    @property
-    def checkpoint_path(self) -> Path:
-        return self.path / CHECKPOINT_FILE
-
-    @property
-    def summary_path(self) -> Path:
-        return self.path / SUMMARY_FILE
-
-    @property
-    def lock_path(self) -> Path:
-        return self.path / LOCK_FILE
+    sweep_path = _file(SWEEP_FILE)
+    checkpoint_path = _file(CHECKPOINT_FILE)
+    summary_path = _file(SUMMARY_FILE)
+    lock_path = _file(LOCK_FILE)
 
     def run(self, name: str) -> RunDirectory:
         return RunDirectory(self.path / name)
@@ -349,14 +336,11 @@ class SweepDirectory:
             return True
         if not self.path.is_dir():
             raise RunDirectoryError(f"{self.path} is a file, not a directory; choose another --out")
-        return all(p.name == LOCK_FILE or ".partial-" in p.name for p in self.path.iterdir())
-
-    def holder(self) -> str | None:
-        """Who is writing this directory now (``pid P on host H since T``), or None. Read-only."""
-        return lock_holder(self.lock_path)
+        return all(p.name == LOCK_FILE or is_partial_write(p) for p in self.path.iterdir())
 
     def check_unlocked(self) -> None:
-        holder = self.holder()
+        """Refuse at once if another process writes here (reads only; :meth:`locked` then takes the lock)."""
+        holder = lock_holder(self.lock_path)
         if holder is not None:
             raise RunDirectoryError(f"{self.path} is being written by {holder} ({self.lock_path}); wait for "
                                     f"that process to finish (or stop it), or choose another --out")
@@ -412,8 +396,9 @@ class SweepDirectory:
             raise RunDirectoryError(f"{self.checkpoint_path} is not a checkpoint of schema {SCHEMA_VERSION}; {RETRAIN}")
         return state
 
-    def write_summary(self, payload: Mapping[str, Any]) -> None:
-        _write_json(self.summary_path, payload)
+    def write_summary(self, runs: Sequence[Mapping[str, Any]], *, status: str, session: Mapping[str, Any]) -> None:
+        """``summary.json`` of the sweep: ``status``, every run's summary, the ``session``."""
+        _write_json(self.summary_path, {"status": status, "runs": list(runs), SESSION_KEY: dict(session)})
 
     def remove_partial_writes(self, names: Iterable[str]) -> None:
         """Delete what interrupted writes left behind (hold the lock)."""
@@ -542,11 +527,3 @@ def load_run_split(run: Run, data_dir: str | Path | None = None) -> Any:
     the stored data directory)."""
     return run.sweep_config().load_split(data_dir=data_dir)
 
-
-def summary_payload(name: str, run: Mapping[str, Any], *, status: str, rows: Sequence[Mapping[str, Any]],
-                    session: Mapping[str, Any]) -> dict[str, Any]:
-    """A run's ``summary.json``: training facts only (see the module docstring)."""
-    if status not in RUN_STATUSES:
-        raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
-    return json_safe({"name": name, **run, "status": status, "final": rows[-1] if rows else None,
-                      "logged_steps": len(rows), SESSION_KEY: dict(session)})

@@ -27,13 +27,10 @@ from ncgrok.empirical.engine import BatchedTrainer, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
 from ncgrok.empirical.runs import (
     RETRAIN,
-    SESSION_KEY,
     START_OVER,
     RunDirectory,
     RunDirectoryError,
     SweepDirectory,
-    read_metrics_rows,
-    summary_payload,
 )
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
@@ -244,13 +241,9 @@ def _train(config, directory: SweepDirectory, plan: _Plan, trainer: BatchedTrain
 
 def _write_summaries(config: SweepConfig, directory: SweepDirectory, plan: _Plan, status: str,
                      session: dict[str, Any]) -> list[dict[str, Any]]:
-    summaries = []
-    for run, run_directory in zip(config.runs(), plan.runs):
-        rows = read_metrics_rows(run_directory.metrics_path)
-        summary = summary_payload(run_directory.name, dataclasses.asdict(run), status=status, rows=rows, session=session)
-        run_directory.write_summary(summary)
-        summaries.append(summary)
-    directory.write_summary({"status": status, "runs": summaries, SESSION_KEY: dict(session)})
+    summaries = [run_directory.write_summary(dataclasses.asdict(run), status=status, session=session)
+                 for run, run_directory in zip(config.runs(), plan.runs)]
+    directory.write_summary(summaries, status=status, session=session)
     return summaries
 
 

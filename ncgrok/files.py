@@ -44,6 +44,7 @@ __all__ = [
     "atomic_write_json",
     "atomic_write_text",
     "default_file_mode",
+    "is_partial_write",
     "json_safe",
     "lock_holder",
     "remove_partial_writes",
@@ -112,11 +113,17 @@ def remove_partial_writes(directory: str | os.PathLike) -> list[Path]:
     below it); returns their paths. Call it only while no other process writes there (hold the
     directory's :class:`DirectoryLock`)."""
     removed = []
-    for path in sorted(Path(directory).glob(f".*{_PARTIAL}*")):
-        if path.is_file():
+    for path in sorted(Path(directory).iterdir()):
+        if is_partial_write(path) and path.is_file():
             path.unlink()
             removed.append(path)
     return removed
+
+
+def is_partial_write(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is named like the temporary file of an atomic write (``.<name>.partial-*``)."""
+    name = Path(path).name
+    return name.startswith(".") and _PARTIAL in name
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
