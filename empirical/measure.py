@@ -11,7 +11,8 @@ Columns produced for each run (see ``METRIC_COLUMNS``):
 
 * ``train_loss``, ``test_loss``: squared error to the one-hot target, summed over the outputs and
   averaged over the samples (the paper's summed training loss divided by the number of samples);
-  ``train_acc``, ``test_acc``.
+  ``train_acc``, ``test_acc``; ``test_size``, the number of test examples (the sample size of
+  ``1 - test_acc``, for its sampling error).
 * On the training set: ``nc1``, ``nc1_pinv``, ``rnc1`` (mean-norm scale, the paper's plots),
   ``rnc1_sup`` (largest-norm scale, the theory's ``B_g``), ``nc2``, ``etf_deviation``,
   ``within_var``, ``between_var`` (unscaled traces), ``feature_norm_mean``, ``feature_norm_max``.
@@ -52,7 +53,8 @@ Columns produced for each run (see ``METRIC_COLUMNS``):
     pairs (true class ``c``, competitor ``k``): at most 1, it bounds the pairwise error
     ``P(z_k >= z_c | Y = c)``; ``cantelli_pair_term_directional`` is the directional term of the
     same pair; ``cantelli_pair_error`` the measured pairwise error of that pair on the test set
-    (the fraction of its class-``c`` examples with ``z_k >= z_c``, ties counted as errors).
+    (the fraction of its class-``c`` examples with ``z_k >= z_c``, ties counted as errors) and
+    ``cantelli_pair_count`` the number of those class-``c`` test examples.
 * ``weight_norm`` (all parameters), ``last_layer_norm`` (last weight matrix and bias),
   ``imbalance_norm``: Frobenius norm of ``W_L^T W_L - W_{L-1} W_{L-1}^T`` for the last two linear
   layers (NaN when the model has fewer than two). A **diagnostic** only: Thm. 4.3's balancedness
@@ -98,12 +100,14 @@ CANTELLI_COLUMNS = (
     "cantelli_pair_term",
     "cantelli_pair_term_directional",
     "cantelli_pair_error",
+    "cantelli_pair_count",
 )
 METRIC_COLUMNS = (
     "train_loss",
     "train_acc",
     "test_loss",
     "test_acc",
+    "test_size",
     *COLLAPSE_MEASURES,
     *HELDOUT_COLUMNS,
     *CANTELLI_COLUMNS,
@@ -326,6 +330,7 @@ def measure_runs(
             "train_acc": float(train.accuracy[r]),
             "test_loss": float(test.loss[r]),
             "test_acc": float(test.accuracy[r]),
+            "test_size": float(data.test_x.shape[0]),
         }
         row.update(collapse_measures(stats))
         row.update(_heldout_columns(stats, heldout, r, delta=delta))
@@ -375,6 +380,7 @@ def _cantelli_columns(heldout: _Pass | None, test: _Pass, run: int, weight: np.n
     c, k = np.unravel_index(int(np.argmax(competitors)), competitors.shape)
     columns["cantelli_pair_term"] = float(plain.terms[c, k])
     columns["cantelli_pair_term_directional"] = float(directional.terms[c, k])
+    columns["cantelli_pair_count"] = float(test.counts[c])
     if test.counts[c] > 0:
         columns["cantelli_pair_error"] = float(test.pair_wrong[run, c, k] / test.counts[c])
     return columns

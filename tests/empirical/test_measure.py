@@ -162,6 +162,7 @@ def test_measure_runs_matches_direct_computation(chunk_size):
         own = test_logits[np.arange(len(test_y)), test_y]
         wrong = test_logits[test_y == c][:, k] >= own[test_y == c]
         assert row["cantelli_pair_error"] == pytest.approx(np.mean(wrong), abs=1e-15)
+        assert row["cantelli_pair_count"] == np.sum(test_y == c) and row["test_size"] == len(test_y)
         # directional form from the features' covariances (measure_runs uses the logits' instead)
         covariances = np.stack([np.cov(held[held_y == c].T, ddof=1) for c in range(3)])
         directional = cantelli_bound(means, w2, covariances=covariances, priors=priors, bias=b,
