@@ -27,7 +27,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
-from ncgrok.empirical.ledger.core import ClaimResult, RunCurves, Source
+from ncgrok.empirical.ledger.core import VERDICTS, ClaimResult, RunCurves, Source
 from ncgrok.empirical.onset import fit_time, grokking_onset
 
 __all__ = [
@@ -38,6 +38,7 @@ __all__ = [
     "r1_cantelli",
     "r2_ib_compression",
     "r4_transfer",
+    "BOUND_CHECKS",
 ]
 
 
@@ -121,7 +122,7 @@ def _combine(
     """The module docstring's rule: per-run verdicts to one ledger entry."""
     measured = [o for o in outcomes if o.verdict != "not_applicable"]
     tested = [o for o in measured if o.verdict in ("holds", "fails", "inconclusive")]
-    counts = {v: sum(o.verdict == v for o in outcomes) for v in ("holds", "fails", "inconclusive", "vacuous", "not_applicable")}
+    counts = {v: sum(o.verdict == v for o in outcomes) for v in VERDICTS}
     if not measured:
         verdict = "not_applicable"
     elif counts["fails"]:
@@ -293,8 +294,10 @@ def _ib_run(run: RunCurves, criteria: BoundCriteria) -> RunOutcome:
     routes = [r for r in IB_ROUTES if run.has(r[1], r[2])]
     if not routes:
         return RunOutcome(run.name, "not_applicable", None, "information columns not measured (--measure-ib)")
+    if not run.has("rnc1"):
+        return RunOutcome(run.name, "not_applicable", None, "rnc1 not measured")
     fit = _fit_index(run, criteria)
-    if fit is None or not run.has("rnc1"):
+    if fit is None:
         return RunOutcome(run.name, "not_applicable", None, "never fit the training set")
     rnc1 = run["rnc1"]
     exercised, why = _collapse_exercised(rnc1, fit, criteria)
@@ -438,3 +441,7 @@ def r4_transfer(runs: Sequence[RunCurves], *, criteria: BoundCriteria = DEFAULT_
         f"< {criteria.transfer_fails:g} fails",
         outcomes, "",
     )
+
+
+# The ledger ids of these checks (``ncgrok.empirical.ledger.CHECKS`` registers them).
+BOUND_CHECKS = {"r1-cantelli": r1_cantelli, "r2-ib-compression": r2_ib_compression, "r4-transfer": r4_transfer}
