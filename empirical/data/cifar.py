@@ -162,9 +162,17 @@ def batch_location(source: Path, name: str) -> str:
 def read_batches(record: DatasetRecord, source: Path, names: Iterable[str]) -> dict[str, bytes]:
     """Raw bytes of the wanted batch files found in ``source`` (folder or tar archive); missing ones
     are absent from the result."""
-    if source.is_dir():
-        return {name: (source / name).read_bytes() for name in names if (source / name).is_file()}
-    return read_tar_members(source, names, fix=_fix(record))
+    if not source.is_dir():
+        return read_tar_members(source, names, fix=_fix(record))
+    found = {}
+    for name in names:
+        path = source / name
+        try:
+            if path.is_file():
+                found[name] = path.read_bytes()
+        except OSError as error:
+            raise ValueError(f"{path}: cannot be read ({error.strerror or error}); {_fix(record)}") from None
+    return found
 
 
 def load_cifar(record: DatasetRecord, data_dir: str | os.PathLike | None, split: str) -> tuple[np.ndarray, np.ndarray]:

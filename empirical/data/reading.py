@@ -12,44 +12,42 @@ from ncgrok.empirical.data.idx import read_idx_file
 from ncgrok.empirical.data.locate import locate_file, not_found
 from ncgrok.empirical.data.records import DatasetRecord, dataset_record, identify, split_name
 
-__all__ = ["ForeignFile", "find_idx", "md5_mismatch", "read_dataset", "refetch_fix"]
+__all__ = ["find_idx", "read_dataset"]
 
 
-class ForeignFile(ValueError):
+class _ForeignFile(ValueError):
     """A valid file of another data set (MNIST and Fashion-MNIST share file names)."""
 
 
-def refetch_fix(record: DatasetRecord) -> str:
+def _refetch_fix(record: DatasetRecord) -> str:
     """How to replace a damaged file of ``record``, as a clause that fits after a semicolon."""
     return (f"delete it and {record.fetch_hint} to get a fresh copy, or point --data-dir at a folder "
             f"with an intact copy")
 
 
-def md5_mismatch(record: DatasetRecord, file: str, actual: str) -> str | None:
-    """Why ``actual`` (the md5 of a file's uncompressed content) is not the published sum of ``file``,
-    or ``None`` when it is."""
+def _check_md5(path: Path, record: DatasetRecord, file: str, digest: str, fix: str) -> None:
+    """Raise unless ``digest`` (the md5 of the file's uncompressed content) is the record's sum for
+    ``file``; a file recognised as another data set's raises :class:`_ForeignFile`."""
     expected = record.file(file).md5
-    if expected is not None and actual == expected.lower():
-        return None
     if expected is None:
-        return f"no expected md5 for {file} in the checksum table; pass verify=False to skip the check"
-    known = identify(actual)
+        raise ValueError(f"{path}: no expected md5 for {file} in the checksum table; pass verify=False to skip the check")
+    if digest == expected.lower():
+        return
+    known = identify(digest)
     what = f"it is the {known[0].display_name} {known[1].name} file, " if known else ""
-    return (f"md5 of the uncompressed content is {actual}, expected {expected} for {record.display_name} "
-            f"{file}; {what}the file is corrupt or not the right file")
+    error_type = _ForeignFile if known is not None and known[0].name != record.name else ValueError
+    raise error_type(
+        f"{path}: md5 of the uncompressed content is {digest}, expected {expected} for {record.display_name} "
+        f"{file}; {what}the file is corrupt or not the right file: {fix}"
+    )
 
 
 def _load_idx_checked(path: Path, record: DatasetRecord, file: str, *, verify: bool) -> np.ndarray:
     """Read one of a data set's IDX files, checking structure and (when ``verify``) its md5."""
-    fix = refetch_fix(record)
+    fix = _refetch_fix(record)
     array, digest = read_idx_file(path, fix=fix)
-    problem = md5_mismatch(record, file, digest) if verify else None
-    if problem is not None:
-        if record.file(file).md5 is None:
-            raise ValueError(f"{path}: {problem}")
-        known = identify(digest)
-        error_type = ForeignFile if known is not None and known[0].name != record.name else ValueError
-        raise error_type(f"{path}: {problem}: {fix}")
+    if verify:
+        _check_md5(path, record, file, digest, fix)
     content = record.file(file).content
     if array.ndim != (1 if content == "labels" else 3) or array.dtype != np.uint8:
         shape = "(N,)" if content == "labels" else "(N, H, W)"
@@ -69,7 +67,7 @@ def find_idx(record: DatasetRecord, file: str, data_dir: str | os.PathLike | Non
     for path in locate_file(record, file, data_dir):
         try:
             return path, _load_idx_checked(path, record, file, verify=verify)
-        except ForeignFile:
+        except _ForeignFile:
             skipped.append(str(path))
     note = f"; passed over {', '.join(skipped)}: another data set's file" if skipped else ""
     raise not_found(record, file, data_dir, note)

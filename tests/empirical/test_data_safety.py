@@ -105,14 +105,15 @@ def test_gzip_with_a_plausible_lie_allocates_only_what_it_holds(tmp_path):
 
 
 def test_an_honest_file_is_read_without_a_second_copy(tmp_path):
-    # The control for the bounds above: a truthful 4 MB file needs about its own size, not double.
+    # The control for the bounds above: tracemalloc does see the payload (at least 4 MB), and a truthful
+    # 4 MB file needs its own size plus one read chunk and the buffer's growth margin, not a second copy.
     array = np.random.default_rng(1).integers(0, 256, size=(64, 256, 256), dtype=np.uint8)
     path = fx.write_file(tmp_path / "x", fx.idx_bytes(array))
     result = {}
     peak, error = peak_bytes_while(lambda: result.setdefault("array", data.read_idx(path)))
     assert error is None
     np.testing.assert_array_equal(result["array"], array)
-    assert 4 * MB <= peak < 6 * MB, peak
+    assert 4 * MB <= peak < 7 * MB, peak
 
 
 # --------------------------------------------------------------------------------------------------
