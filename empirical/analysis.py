@@ -78,59 +78,7 @@ GD_NOTE = (
 # Reading runs
 
 
-@dataclass(frozen=True, eq=False)
-class Run:
-    """One run directory: its identity (from ``config.json``'s ``run`` entry), settings and metrics.
-
-    ``metrics`` maps each ``metrics.csv`` column to a numpy array (``step`` included, as logged).
-    """
-
-    name: str
-    path: Path
-    seed: int
-    lr: float
-    weight_decay: float
-    optimizer: str
-    config: dict[str, Any]
-    metrics: dict[str, np.ndarray]
-
-    @property
-    def steps(self) -> np.ndarray:
-        return self.metrics["step"]
-
-    def column(self, name: str) -> np.ndarray:
-        try:
-            return self.metrics[name]
-        except KeyError:
-            raise ValueError(f"{self.path / 'metrics.csv'} has no column {name!r}") from None
-
-
-def load_run(path: Path | str) -> Run:
-    """Read one run directory (``config.json`` with its ``run`` entry, and ``metrics.csv``)."""
-    path = Path(path)
-    config = read_json(path / "config.json")
-    entry = config.get("run")
-    if not isinstance(entry, Mapping) or not {"seed", "lr", "weight_decay"} <= set(entry):
-        raise ValueError(
-            f"{path / 'config.json'} lacks the 'run' entry {{seed, lr, weight_decay}}; "
-            "was it written by ncgrok train/sweep?"
-        )
-    metrics = read_metrics(path)
-    return Run(
-        name=str(config.get("name", path.name)),
-        path=path,
-        seed=int(entry["seed"]),
-        lr=float(entry["lr"]),
-        weight_decay=float(entry["weight_decay"]),
-        optimizer=str(config.get("optimizer", "adamw")),
-        config=dict(config),
-        metrics=metrics,
-    )
-
-
-def load_sweep(path: Path | str) -> list[Run]:
-    """Every run at or below ``path`` (one run directory, or a sweep directory), sorted by name."""
-    return [load_run(directory) for directory in find_run_directories(path)]
+from ncgrok.empirical.runs import Run, load_run, load_sweep  # noqa: E402,F401 (moved to empirical.runs)
 
 
 def group_runs(runs: Iterable[Run]) -> dict[tuple[float, float], list[Run]]:
@@ -566,57 +514,7 @@ def bound_check_lines(check: BoundCheck) -> list[str]:
 # ---------------------------------------------------------------------------------------------
 # Margins from snapshots (Fig. 2)
 
-_SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
-
-
-def snapshot_steps(run: Run | Path | str) -> list[int]:
-    """Steps of the model snapshots saved in ``<run>/snapshots/step_<N>.pt``, ascending."""
-    path = run.path if isinstance(run, Run) else Path(run)
-    folder = path / "snapshots"
-    if not folder.is_dir():
-        return []
-    steps = []
-    for file in folder.iterdir():
-        match = _SNAPSHOT.match(file.name)
-        if match:
-            steps.append(int(match.group(1)))
-    return sorted(steps)
-
-
-def load_snapshot(run: Run, step: int, *, input_shape: Sequence[int], num_classes: int) -> Any:
-    """The network of ``run`` at snapshot ``step``, on the CPU in eval mode.
-
-    The architecture comes from ``config.json`` (``model``, ``depth``, ``width``, ``init_scale``,
-    ``dtype``), the input shape and class count from the data (as ``ncgrok sweep`` builds it); the
-    module is built with :func:`empirical.models.build_module` and the saved state dict is loaded
-    strictly (a mismatch raises ``ValueError`` naming the snapshot).
-    """
-    import torch
-
-    from ncgrok.empirical.models import ModelSpec, build_module
-
-    path = run.path / "snapshots" / f"step_{int(step)}.pt"
-    if not path.is_file():
-        available = snapshot_steps(run)
-        raise FileNotFoundError(f"{path} does not exist; snapshots of {run.name}: {available or 'none'}")
-    config = run.config
-    spec = ModelSpec(
-        arch=str(config.get("model", "mlp")),
-        input_shape=tuple(int(s) for s in input_shape),
-        num_classes=int(num_classes),
-        width=config.get("width"),
-        depth=int(config.get("depth", 4)),
-        init_scale=config.get("init_scale"),
-    )
-    dtype = {"float32": torch.float32, "float64": torch.float64}.get(str(config.get("dtype", "float32")), torch.float32)
-    module = build_module(spec, run.seed, dtype=dtype, device="cpu")
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(f"{path} does not fit the network described by {run.path / 'config.json'} "
-                         f"and the data's input shape {tuple(input_shape)}: {str(error).splitlines()[0]}") from None
-    return module.eval()
+from ncgrok.empirical.runs import load_snapshot, snapshot_steps  # noqa: E402,F401 (moved to empirical.runs)
 
 
 def pair_signed_distances(module: Any, x: Any, *, classes: tuple[int, int], chunk_size: int = 2048) -> np.ndarray:

@@ -628,16 +628,7 @@ class FigureReport:
     onsets: OnsetAnalysis | None = None
 
 
-def _default_split(run: Run, data_dir: str | os.PathLike | None) -> Any:
-    from ncgrok.empirical.data import paper_split
-
-    config = run.config
-    return paper_split(
-        str(config.get("dataset", "mnist")),
-        train_size=int(config.get("train_size", 1000)),
-        heldout_size=0,
-        data_dir=data_dir if data_dir is not None else config.get("data_dir"),
-    )
+from ncgrok.empirical.runs import load_run_split as _default_split  # noqa: E402 (moved to empirical.runs)
 
 
 def make_figures(

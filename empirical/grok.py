@@ -16,7 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ncgrok.empirical.sweep import SweepConfig, SweepResult, run_sweep
+from ncgrok.empirical.runs import SweepDirectory
+from ncgrok.empirical.sweep import SweepResult, run_sweep
+from ncgrok.empirical.sweep_config import SweepConfig
 
 GROK_WEIGHT_DECAYS = (0.1, 0.07, 0.05)
 GROK_SEEDS = (0, 1)
@@ -60,7 +62,7 @@ def run_grok(
 
     fetched = fetch("mnist", data_dir=config.data_dir)
     out_dir = Path(out_dir)
-    resume = (out_dir / "sweep.json").exists()
+    resume = SweepDirectory(out_dir).holds_sweep()
     sweep = run_sweep(config, out_dir, resume=resume, progress=progress)
     onsets = analyze_onsets(load_sweep(out_dir))
     figures = make_figures(out_dir, out_dir / "figures", data_dir=config.data_dir)

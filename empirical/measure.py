@@ -11,21 +11,56 @@ Columns produced for each run (see ``METRIC_COLUMNS``):
 
 * ``train_loss``, ``test_loss``: squared error to the one-hot target, summed over the outputs and
   averaged over the samples (the paper's summed training loss divided by the number of samples);
-  ``train_acc``, ``test_acc``.
+  ``train_acc``, ``test_acc``; ``test_size``, the number of test examples (the sample size of
+  ``1 - test_acc``, for its sampling error).
 * On the training set: ``nc1``, ``nc1_pinv``, ``rnc1`` (mean-norm scale, the paper's plots),
   ``rnc1_sup`` (largest-norm scale, the theory's ``B_g``), ``nc2``, ``etf_deviation``,
   ``within_var``, ``between_var`` (unscaled traces), ``feature_norm_mean``, ``feature_norm_max``.
-* On the held-out population sample (training images the network never saw):
-  ``heldout_within_var``, the unbiased estimate of Def. 3.1's population within-class variance
-  rescaled by the training set's mean norm (comparable with ``rnc1``); ``heldout_within_var_sup``,
-  the same rescaled by ``B`` = the largest feature norm over the training and held-out samples
-  (comparable with ``rnc1_sup``); ``heldout_radius``, the prior-weighted Thm. 4.1 radius at
-  ``delta`` for ``heldout_within_var_sup`` (valid because held-out data are independent of the
-  network and no held-out feature exceeds ``B``); ``cantelli_bound``, Thm. 3.2 evaluated with the
-  held-out class means, unbiased variances and priors, to compare with ``1 - test_acc``.
+* On the held-out population sample (training images the network never saw), Def. 3.1's population
+  within-class variance estimated without bias:
+
+  - ``heldout_within_var``: rescaled by the training set's mean norm (comparable with ``rnc1``);
+  - ``heldout_within_var_clip``: at ``rnc1_sup``'s scale ``B`` = the training set's largest feature
+    norm (fixed before the held-out data are seen), after clipping each held-out feature to norm
+    ``B`` (``g -> g min(1, B / ||g||)``), so that ``||g / B|| <= 1`` holds by construction and
+    ``heldout_radius`` is a valid Thm. 4.1 radius for it. Clipping is the projection onto a ball,
+    which never increases distances, so this is never above the unclipped variance at scale ``B``
+    (a conservative estimate for "the population variance is large");
+  - ``heldout_frac_above_scale``: the fraction of held-out samples whose feature norm exceeds ``B``
+    (the samples clipped above; when it is not small, the clipped value and the unclipped one part);
+  - ``heldout_within_var_sup``: kept with its old meaning, rescaled by ``B'`` = the largest norm over
+    the training *and* held-out samples. ``B'`` is not ``rnc1_sup``'s scale and depends on the
+    held-out sample, so this column is not comparable with ``rnc1_sup``; use
+    ``heldout_within_var_clip``;
+  - ``heldout_radius``: the prior-weighted Thm. 4.1 (reconstructed) radius at ``delta``: rigorous for
+    ``heldout_within_var_clip`` (features of norm at most 1 by construction, scale independent of the
+    held-out sample), only approximate for ``heldout_within_var_sup``;
+  - ``heldout_nc1``: the trace-ratio NC1 of the held-out features (``nc1``'s definition, with the
+    held-out class means), scale free; for labels independent of the inputs it stays large
+    (the population has no between-class variance) however far the training ``nc1`` falls.
+* Thm. 3.2 with held-out class means, unbiased variances and priors (plug-in population statistics),
+  to compare with errors on the **test** set, an independent sample. (On the held-out sample itself
+  the comparison could not fail: Cantelli's inequality holds for the sample's own distribution.)
+
+  - ``cantelli_bound``: the published sum over classes and competitors, compare with
+    ``1 - test_acc``; it can exceed 1 (up to ``K - 1``), and is then vacuous;
+  - ``cantelli_bound_clipped``: each class's inner sum capped at 1 (never above 1);
+  - ``cantelli_bound_directional_clipped``: the directional variance ``s_ck^2 = u_ck^T C_c u_ck`` in
+    place of ``V_c``, class sums capped at 1 (the tightest form). It is computed from the class
+    means and covariances of the held-out *logits* with identity weights: the logits are
+    ``W g + b``, so the score gap of a pair has the same mean and variance either way (tested);
+  - ``cantelli_pair_term``: the largest two-class term ``(1 + max(m_ck, 0)^2 / V_c)^-1`` over ordered
+    pairs (true class ``c``, competitor ``k``): at most 1, it bounds the pairwise error
+    ``P(z_k >= z_c | Y = c)``; ``cantelli_pair_term_directional`` is the directional term of the
+    same pair; ``cantelli_pair_error`` the measured pairwise error of that pair on the test set
+    (the fraction of its class-``c`` examples with ``z_k >= z_c``, ties counted as errors) and
+    ``cantelli_pair_count`` the number of those class-``c`` test examples.
 * ``weight_norm`` (all parameters), ``last_layer_norm`` (last weight matrix and bias),
   ``imbalance_norm``: Frobenius norm of ``W_L^T W_L - W_{L-1} W_{L-1}^T`` for the last two linear
-  layers (NaN when the model has fewer than two).
+  layers (NaN when the model has fewer than two). A **diagnostic** only: Thm. 4.3's balancedness
+  identity concerns two consecutive linear layers with no bias and no nonlinearity between them
+  under gradient descent; the paper's networks have a bias and a ReLU there and train with AdamW,
+  where the identity does not apply.
 """
 from __future__ import annotations
 
@@ -38,8 +73,10 @@ import torch
 from ncgrok.theory.collapse import (
     COLLAPSE_MEASURES,
     ClassStatistics,
+    class_covariances,
     class_variances,
     collapse_measures,
+    nc1,
     population_within_class_variance,
 )
 from ncgrok.theory.concentration import heldout_variance_radius
@@ -48,16 +85,32 @@ from ncgrok.theory.timescales import imbalance
 
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE
 
+HELDOUT_COLUMNS = (
+    "heldout_within_var",
+    "heldout_within_var_sup",
+    "heldout_within_var_clip",
+    "heldout_frac_above_scale",
+    "heldout_radius",
+    "heldout_nc1",
+)
+CANTELLI_COLUMNS = (
+    "cantelli_bound",
+    "cantelli_bound_clipped",
+    "cantelli_bound_directional_clipped",
+    "cantelli_pair_term",
+    "cantelli_pair_term_directional",
+    "cantelli_pair_error",
+    "cantelli_pair_count",
+)
 METRIC_COLUMNS = (
     "train_loss",
     "train_acc",
     "test_loss",
     "test_acc",
+    "test_size",
     *COLLAPSE_MEASURES,
-    "heldout_within_var",
-    "heldout_within_var_sup",
-    "heldout_radius",
-    "cantelli_bound",
+    *HELDOUT_COLUMNS,
+    *CANTELLI_COLUMNS,
     "weight_norm",
     "last_layer_norm",
     "imbalance_norm",
@@ -144,6 +197,34 @@ def batched_class_statistics(
     ]
 
 
+def _merge(total: list[ClassStatistics] | None, part: list[ClassStatistics]) -> list[ClassStatistics]:
+    return part if total is None else [a.merge(b) for a, b in zip(total, part)]
+
+
+def _add(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    return part if total is None else total + part
+
+
+@dataclass
+class _Pass:
+    """What one streamed pass over a data set accumulated (fields not asked for stay None).
+
+    ``clipped``: statistics of the features clipped to norm ``clip_scale[r]``; ``above_scale``: (R,)
+    number of samples with norm above it; ``logits``: class statistics of the logits (with
+    covariances); ``pair_wrong``: (R, K, K) number of class-``c`` samples with ``z_k >= z_c``;
+    ``counts``: (K,) samples per class.
+    """
+
+    loss: np.ndarray
+    accuracy: np.ndarray
+    stats: list[ClassStatistics] | None = None
+    clipped: list[ClassStatistics] | None = None
+    above_scale: np.ndarray | None = None
+    logits: list[ClassStatistics] | None = None
+    pair_wrong: np.ndarray | None = None
+    counts: np.ndarray | None = None
+
+
 def _stream(
     model: BatchedModel,
     x: torch.Tensor,
@@ -153,17 +234,25 @@ def _stream(
     chunk_size: int,
     statistics: bool,
     covariance: bool = True,
-) -> tuple[np.ndarray, np.ndarray, list[ClassStatistics] | None]:
-    """Per-run mean loss, accuracy and (optionally) class statistics over ``x`` in chunks.
+    clip_scale: np.ndarray | None = None,
+    logit_statistics: bool = False,
+    pairwise: bool = False,
+) -> _Pass:
+    """Per-run mean loss, accuracy and (as asked) statistics over ``x`` in chunks.
 
     Loss is the squared error to the one-hot target summed over outputs, averaged over samples.
     Only one chunk of features is held at a time; statistics are merged exactly across chunks.
+    ``clip_scale`` (R,) also accumulates statistics of the features clipped to that norm (needs
+    ``statistics``); ``logit_statistics`` accumulates class statistics of the logits; ``pairwise``
+    counts, per class ``c`` and competitor ``k``, the samples with ``z_k >= z_c``.
     """
     total = x.shape[0]
     if total == 0:
         raise ValueError("cannot measure on an empty data set")
-    loss_sum = accuracy_sum = None
-    stats: list[ClassStatistics] | None = None
+    loss_sum = accuracy_sum = above = wrong = None
+    stats = clipped = logit_stats = None
+    clip = None if clip_scale is None else torch.as_tensor(np.asarray(clip_scale, dtype=np.float64))
+    counts = np.zeros(num_classes)
     for start in range(0, total, chunk_size):
         xs, ys = x[start : start + chunk_size], y[start : start + chunk_size].to(torch.long)
         if statistics:
@@ -171,15 +260,37 @@ def _stream(
         else:
             logits, features = model.forward(xs, chunk_size=chunk_size), None
         ys = ys.to(logits.device)
-        target = torch.nn.functional.one_hot(ys, num_classes).to(logits.dtype)
-        chunk_loss = ((logits - target) ** 2).sum(-1).to(torch.float64).sum(-1)
-        chunk_correct = (logits.argmax(-1) == ys).to(torch.float64).sum(-1)
-        loss_sum = chunk_loss if loss_sum is None else loss_sum + chunk_loss
-        accuracy_sum = chunk_correct if accuracy_sum is None else accuracy_sum + chunk_correct
+        onehot = torch.nn.functional.one_hot(ys, num_classes)
+        counts += onehot.sum(0).cpu().numpy()
+        target = onehot.to(logits.dtype)
+        loss_sum = _add(loss_sum, ((logits - target) ** 2).sum(-1).to(torch.float64).sum(-1))
+        accuracy_sum = _add(accuracy_sum, (logits.argmax(-1) == ys).to(torch.float64).sum(-1))
         if statistics:
-            part = batched_class_statistics(features, ys, num_classes=num_classes, covariance=covariance)
-            stats = part if stats is None else [a.merge(b) for a, b in zip(stats, part)]
-    return (loss_sum / total).cpu().numpy(), (accuracy_sum / total).cpu().numpy(), stats
+            stats = _merge(stats, batched_class_statistics(features, ys, num_classes=num_classes, covariance=covariance))
+        if clip is not None:
+            values = features.detach().to(torch.float64)
+            norms = values.norm(dim=-1)
+            bound = clip.to(values.device)[:, None]
+            factor = torch.where(norms > bound, bound / norms, torch.ones_like(norms))
+            above = _add(above, (norms > bound).to(torch.float64).sum(-1))
+            clipped = _merge(clipped, batched_class_statistics(values * factor[..., None], ys, num_classes=num_classes,
+                                                               covariance=False))
+        if logit_statistics:
+            logit_stats = _merge(logit_stats, batched_class_statistics(logits, ys, num_classes=num_classes))
+        if pairwise:
+            own = logits.gather(-1, ys[None, :, None].expand(logits.shape[0], -1, 1))
+            competing = (logits >= own).to(torch.float64)  # (R, N, K); k = c counts too, dropped later
+            wrong = _add(wrong, torch.einsum("rnk,nc->rck", competing, onehot.to(torch.float64)))
+    return _Pass(
+        loss=(loss_sum / total).cpu().numpy(),
+        accuracy=(accuracy_sum / total).cpu().numpy(),
+        stats=stats,
+        clipped=clipped,
+        above_scale=None if above is None else above.cpu().numpy(),
+        logits=logit_stats,
+        pair_wrong=None if wrong is None else wrong.cpu().numpy(),
+        counts=counts,
+    )
 
 
 def measure_runs(
@@ -195,15 +306,14 @@ def measure_runs(
     how many samples' features are held at once.
     """
     num_classes = data.num_classes
-    train_loss, train_acc, train_stats = _stream(
-        model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True
-    )
-    test_loss, test_acc, _ = _stream(model, data.test_x, data.test_y, num_classes, chunk_size=chunk_size, statistics=False)
-    heldout_stats = None
+    train = _stream(model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True)
+    heldout = None
     if data.heldout_x is not None:
-        _, _, heldout_stats = _stream(
-            model, data.heldout_x, data.heldout_y, num_classes, chunk_size=chunk_size, statistics=True, covariance=False
-        )
+        train_sup = np.array([stats.norm_max.max() for stats in train.stats])
+        heldout = _stream(model, data.heldout_x, data.heldout_y, num_classes, chunk_size=chunk_size,
+                          statistics=True, covariance=False, clip_scale=train_sup, logit_statistics=True)
+    test = _stream(model, data.test_x, data.test_y, num_classes, chunk_size=chunk_size, statistics=False,
+                   pairwise=heldout is not None)
 
     last_weight, last_bias = (t.detach().to(torch.float64).cpu().numpy() for t in model.last_layer())
     linear = model.linear_weights()
@@ -214,16 +324,17 @@ def measure_runs(
     last_layer_norm = model.last_layer_norm().detach().to(torch.float64).cpu().numpy()
 
     rows = []
-    for r, stats in enumerate(train_stats):
+    for r, stats in enumerate(train.stats):
         row = {
-            "train_loss": float(train_loss[r]),
-            "train_acc": float(train_acc[r]),
-            "test_loss": float(test_loss[r]),
-            "test_acc": float(test_acc[r]),
+            "train_loss": float(train.loss[r]),
+            "train_acc": float(train.accuracy[r]),
+            "test_loss": float(test.loss[r]),
+            "test_acc": float(test.accuracy[r]),
+            "test_size": float(data.test_x.shape[0]),
         }
         row.update(collapse_measures(stats))
-        row.update(_heldout_columns(stats, None if heldout_stats is None else heldout_stats[r],
-                                    last_weight[r], last_bias[r], delta=delta))
+        row.update(_heldout_columns(stats, heldout, r, delta=delta))
+        row.update(_cantelli_columns(heldout, test, r, last_weight[r], last_bias[r]))
         row["weight_norm"] = float(weight_norm[r])
         row["last_layer_norm"] = float(last_layer_norm[r])
         row["imbalance_norm"] = float(np.linalg.norm(imbalance(pair[0][r], pair[1][r]))) if pair else float("nan")
@@ -231,34 +342,47 @@ def measure_runs(
     return rows
 
 
-def _heldout_columns(
-    train: ClassStatistics,
-    heldout: ClassStatistics | None,
-    weight: np.ndarray,
-    bias: np.ndarray,
-    *,
-    delta: float,
-) -> dict[str, float]:
-    nan = float("nan")
-    columns = dict.fromkeys(("heldout_within_var", "heldout_within_var_sup", "heldout_radius", "cantelli_bound"), nan)
+def _heldout_columns(train: ClassStatistics, heldout: _Pass | None, run: int, *, delta: float) -> dict[str, float]:
+    """``HELDOUT_COLUMNS`` of one run (NaN without held-out data or with a class of fewer than 2)."""
+    columns = dict.fromkeys(HELDOUT_COLUMNS, float("nan"))
     if heldout is None or np.any(heldout.counts < 2):
         return columns
-    train_scale = float(train.norm_sums.sum() / train.total)
-    sup_scale = float(max(train.norm_max.max(), heldout.norm_max.max()))
-    if train_scale == 0.0 or sup_scale == 0.0:
+    stats, clipped = heldout.stats[run], heldout.clipped[run]
+    train_mean_scale = float(train.norm_sums.sum() / train.total)
+    train_sup = float(train.norm_max.max())
+    joint_sup = float(max(train_sup, stats.norm_max.max()))
+    columns["heldout_nc1"] = nc1(stats)
+    columns["heldout_frac_above_scale"] = float(heldout.above_scale[run] / stats.total)
+    columns["heldout_radius"] = float(stats.priors @ heldout_variance_radius(stats.counts, delta=delta))
+    if train_mean_scale == 0.0 or train_sup == 0.0:
         return columns
-    columns["heldout_within_var"] = population_within_class_variance(heldout, scale=train_scale, unbiased=True)
-    columns["heldout_within_var_sup"] = population_within_class_variance(heldout, scale=sup_scale, unbiased=True)
-    radius = heldout_variance_radius(heldout.counts, delta=delta)
-    columns["heldout_radius"] = float(heldout.priors @ radius)
-    columns["cantelli_bound"] = cantelli_bound(
-        heldout.class_means,
-        weight,
-        variances=class_variances(heldout, unbiased=True),
-        priors=heldout.priors,
-        bias=bias,
-        scale=sup_scale,
-    )
+    columns["heldout_within_var"] = population_within_class_variance(stats, scale=train_mean_scale, unbiased=True)
+    columns["heldout_within_var_sup"] = population_within_class_variance(stats, scale=joint_sup, unbiased=True)
+    columns["heldout_within_var_clip"] = population_within_class_variance(clipped, scale=train_sup, unbiased=True)
+    return columns
+
+
+def _cantelli_columns(heldout: _Pass | None, test: _Pass, run: int, weight: np.ndarray, bias: np.ndarray) -> dict[str, float]:
+    """``CANTELLI_COLUMNS`` of one run: Thm. 3.2 from held-out statistics, pair error on the test set."""
+    columns = dict.fromkeys(CANTELLI_COLUMNS, float("nan"))
+    if heldout is None or np.any(heldout.counts < 2):
+        return columns
+    stats, logits = heldout.stats[run], heldout.logits[run]
+    common = dict(priors=stats.priors, return_terms=True)
+    plain = cantelli_bound(stats.class_means, weight, variances=class_variances(stats, unbiased=True), bias=bias, **common)
+    num_classes = stats.num_classes
+    directional = cantelli_bound(logits.class_means, np.eye(num_classes), covariances=class_covariances(logits, unbiased=True),
+                                 directional=True, clipped=True, **common)
+    columns["cantelli_bound"] = plain.bound
+    columns["cantelli_bound_clipped"] = float(plain.priors @ np.minimum(plain.class_sums, 1.0))
+    columns["cantelli_bound_directional_clipped"] = directional.bound
+    competitors = np.where(np.eye(num_classes, dtype=bool), -np.inf, plain.terms)  # a class is not its own competitor
+    c, k = np.unravel_index(int(np.argmax(competitors)), competitors.shape)
+    columns["cantelli_pair_term"] = float(plain.terms[c, k])
+    columns["cantelli_pair_term_directional"] = float(directional.terms[c, k])
+    columns["cantelli_pair_count"] = float(test.counts[c])
+    if test.counts[c] > 0:
+        columns["cantelli_pair_error"] = float(test.pair_wrong[run, c, k] / test.counts[c])
     return columns
 
 

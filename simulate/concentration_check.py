@@ -3,11 +3,11 @@ the population value like ``n_c^(-1/2)`` or faster?
 
 Thm. 4.1 of Sakamoto & Sato (arXiv:2509.20829) bounds the gap between the population within-class
 variance ``V`` of the rescaled representation and its value on the training set by a term of order
-``1/sqrt(n_c)``, uniformly over networks (``../shared/spec/theory.md``, R4; the paper's hypotheses
-and constants were not recovered, hence *reconstructed*). A uniform bound covers the network the
+``1/sqrt(n_c)``, uniformly over networks (Thm. 4.1; our form of it, R4, is *reconstructed*: the
+paper's hypotheses and constants were not recovered). A uniform bound covers the network the
 training sample produced, so the gap must shrink at least at that rate for a *trained* network.
 :func:`variance_gap_scaling` measures it on the Gaussian-mixture simulator of
-:mod:`simulate.mixture`:
+:mod:`ncgrok.simulate.gmm`:
 
 * for every ``n`` in ``samples_per_class`` and every seed, the network of the configuration is
   trained with ``n_train = n`` on the **same population** (the mixture is fixed by
@@ -33,8 +33,9 @@ training sample produced, so the gap must shrink at least at that rate for a *tr
     same biased estimator and scale), i.e. what the gap would be if training had not seen the sample;
 
 * the gap is averaged over seeds for each ``n`` and ``log(mean gap)`` is fitted against ``log(n)`` by
-  least squares (:func:`theory.timescales.fit_loglog_slope`, t-interval on the slope). The rate of
-  Thm. 4.1 corresponds to a slope of ``-1/2`` or steeper.
+  least squares (:func:`fit_gap_slope`, t-interval on the slope). The rate of Thm. 4.1 corresponds
+  to a slope of ``-1/2`` or steeper; :func:`sqrt_rate_established` is the verdict (the interval
+  lies at or below ``-1/2``).
 
 Caveats. The population value of a nonlinear network is itself a Monte Carlo estimate; once the gap
 is comparable to ``population_se`` the mean gap stops falling for reasons that have nothing to do with
@@ -56,9 +57,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ncgrok.files import atomic_savefig, atomic_write_text
-from ncgrok.simulate.mixture import GMMConfig, GMMResult, _single_threaded_blas, run_gmm
-from ncgrok.theory._validation import as_count
+from ncgrok.files import atomic_write_text
+from ncgrok.simulate.gmm import GMMConfig, GMMResult, run_gmm, single_threaded_blas
+from ncgrok.simulate.plotting import pyplot, save_png
+from ncgrok.theory._validation import as_count, as_scalar
 from ncgrok.theory.collapse import ClassStatistics, population_within_class_variance
 from ncgrok.theory.concentration import heldout_variance_radius
 from ncgrok.theory.timescales import LogLogFit, fit_loglog_slope
@@ -68,8 +70,10 @@ __all__ = [
     "GAP_SUMMARY_COLUMNS",
     "THEORETICAL_SLOPE",
     "GapScalingResult",
+    "fit_gap_slope",
     "gap_check_config",
     "gap_figure",
+    "sqrt_rate_established",
     "variance_gap_scaling",
     "write_gap_csv",
 ]
@@ -109,9 +113,9 @@ GAP_SUMMARY_COLUMNS = (
 )
 
 # Settings that only affect measurements this check does not use; they are replaced by the cheapest
-# valid values (training and the compared quantities do not depend on them). Three logged steps
-# because ``logged_steps(steps, 3)`` is ``[0, 1, steps]``, which contains the final step.
-_CHEAP_MEASUREMENTS = dict(num_logs=3, n_test=1, n_heldout=2, mi_outer=2, mi_inner=2)
+# valid values (training and the compared quantities do not depend on them). Two logged steps, the
+# fewest allowed: ``GMMConfig.recorded_steps()`` is then ``[0, steps]``, which holds the final step.
+_CHEAP_MEASUREMENTS = dict(num_logs=2, n_test=1, n_heldout=2, mi_outer=2, mi_inner=2)
 
 # Points per class of the fresh sample used for ``population_se`` (and, its first n per class, for
 # ``fresh_gap``).
@@ -177,7 +181,7 @@ class GapScalingResult:
     def rate_at_least_sqrt(self) -> bool:
         """True when the upper end of the slope's confidence interval is ``<= -1/2``: at that
         confidence the gap shrinks like ``n^(-1/2)`` or faster, as Thm. 4.1 (reconstructed) requires."""
-        return bool(self.fit.slope_ci[1] <= THEORETICAL_SLOPE)
+        return sqrt_rate_established(self.fit)
 
     @property
     def rate_not_excluded(self) -> bool:
@@ -268,7 +272,7 @@ def variance_gap_scaling(
     """Measure how the training-vs-population gap of the within-class variance shrinks with ``n``.
 
     Simulation check of Thm. 4.1 (**reconstructed**; see the module docstring for every quantity):
-    for each ``n`` in ``samples_per_class`` and each seed, :func:`simulate.mixture.run_gmm` trains the
+    for each ``n`` in ``samples_per_class`` and each seed, :func:`ncgrok.simulate.gmm.run_gmm` trains the
     network of ``config`` with ``n_train=n`` and ``seed=seed`` on the same population (``mixture_seed``
     pinned to the configuration's mixture); at the final step the gap ``|train RNC1 - V|`` between
     the biased training within-class variance and the population within-class variance, both in
@@ -320,7 +324,7 @@ def variance_gap_scaling(
             final = result.summary["final"]
             if int(final["step"]) != config.steps:
                 raise RuntimeError(f"run ended at step {final['step']}, expected {config.steps}")
-            with _single_threaded_blas():
+            with single_threaded_blas():
                 fresh_gap, population_se = _fresh_measurements(result, n, seed)
             train, population = float(final["train_rnc1"]), float(final["population_variance"])
             row = {
@@ -360,19 +364,35 @@ def variance_gap_scaling(
             "mean_population_se": mean_se,
             "resolved": bool(mean_gap > 2.0 * mean_se),
         })
-    fit = _fit([entry["n"] for entry in summary], [entry["mean_gap"] for entry in summary], "mean gap")
-    fresh_fit = _fit([entry["n"] for entry in summary], [entry["mean_fresh_gap"] for entry in summary],
-                     "mean fresh-sample gap")
+    fit = fit_gap_slope([entry["n"] for entry in summary], [entry["mean_gap"] for entry in summary])
+    fresh_fit = fit_gap_slope([entry["n"] for entry in summary], [entry["mean_fresh_gap"] for entry in summary],
+                              what="mean fresh-sample gap")
     return GapScalingResult(config=config, samples_per_class=sizes, seeds=seeds, rows=rows, summary=summary,
                             fit=fit, fresh_fit=fresh_fit, runtime_seconds=time.perf_counter() - start)
 
 
-def _fit(sizes: list[int], gaps: list[float], what: str) -> LogLogFit:
-    """``log(gap) = slope log(n) + intercept`` via :func:`theory.timescales.fit_loglog_slope`."""
+def fit_gap_slope(sizes: Sequence[int], gaps: Sequence[float], *, what: str = "mean gap") -> LogLogFit:
+    """``log(gap) = slope log(n) + intercept`` by least squares, with a t-interval on the slope
+    (:func:`theory.timescales.fit_loglog_slope`); ``what`` names the gaps in the error raised when
+    one of them is not positive."""
     for n, gap in zip(sizes, gaps):
         if not gap > 0.0:
             raise ValueError(f"the {what} at n={n} is {gap:g}; a log-log fit needs positive values")
     return fit_loglog_slope(sizes, gaps)
+
+
+def sqrt_rate_established(fit: LogLogFit, *, tolerance: float = 0.0) -> bool:
+    """The verdict of this check on a fitted gap: does the gap shrink like ``n^(-1/2)`` or faster
+    (Thm. 4.1, reconstructed)?
+
+    True when the whole confidence interval of the slope lies at or below ``-1/2 + tolerance``
+    (its upper end ``slope + t * stderr``), i.e. the data establish the rate at the fit's
+    confidence; a gap shrinking more slowly, or too noisy to tell, gives False. ``tolerance``
+    (>= 0) loosens the threshold; the reported verdict (:attr:`GapScalingResult.rate_at_least_sqrt`)
+    uses 0.
+    """
+    tolerance = as_scalar("tolerance", tolerance, nonnegative=True)
+    return bool(fit.slope_ci[1] <= THEORETICAL_SLOPE + tolerance)
 
 
 # =============================================================================== output
@@ -396,11 +416,9 @@ def gap_figure(result: GapScalingResult, path: Any) -> str:
     and a reference ``n^(-1/2)`` line through the first mean), with the fresh-sample gap, the
     held-out radius of Thm. 4.1 and twice the Monte Carlo error of the population value for
     comparison; saved atomically as PNG at ``path`` (matplotlib's Agg backend). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+
+    plt = pyplot()
 
     sizes = np.array([entry["n"] for entry in result.summary], dtype=np.float64)
     means = np.array([entry["mean_gap"] for entry in result.summary])
@@ -436,9 +454,4 @@ def gap_figure(result: GapScalingResult, path: Any) -> str:
                  f"{config.optimizer} lr={config.lr:g} λ={config.weight_decay:g}, {config.steps} steps",
                  fontsize=9)
     ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    path = os.fspath(path)
-    try:
-        atomic_savefig(figure, path, dpi=110, format="png")
-    finally:
-        plt.close(figure)
-    return path
+    return os.fspath(save_png(figure, path, dpi=110))

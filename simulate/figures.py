@@ -14,7 +14,7 @@ written atomically (temporary file, then ``os.replace``).
   with the prediction ``tau1 + log(RNC1(tau1)/eps2) / (2 eta lambda)`` and the fitted slope.
 
 The Gaussian-mixture figures are generated as well (unless ``include_mixture=False``), through
-``ncgrok.simulate.mixture.make_figures(out_dir)``.
+``ncgrok.simulate.gmm.make_figures(out_dir)``.
 """
 from __future__ import annotations
 
@@ -25,9 +25,10 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ncgrok.files import atomic_savefig
+from ncgrok.simulate.plotting import pyplot, save_png
 from ncgrok.simulate.trajectories import TimeScales, auto_horizon, collapse_scaling, rnc1_column, sweep_ufm, time_scales
 from ncgrok.simulate.ufm import UFMConfig, UFMResult, simulate_ufm
+from ncgrok.theory.timescales import decoupled_decay
 
 __all__ = [
     "plot_trajectory",
@@ -44,20 +45,8 @@ FIGURE_WEIGHT_DECAYS = (1e-3, 2e-3, 5e-3, 1e-2, 3e-2)
 FIGURE_SECOND_LR = 0.2
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _save(figure: Any, path: str | os.PathLike) -> Path:
-    try:
-        return atomic_savefig(figure, path, dpi=120, format="png", bbox_inches="tight")
-    finally:
-        _pyplot().close(figure)
+    return save_png(figure, path, dpi=120, bbox_inches="tight")
 
 
 def _positive_steps(result: UFMResult) -> np.ndarray:
@@ -76,7 +65,7 @@ def plot_trajectory(
     """One run: relative loss, RNC1, the within-class spread in the row / null space of ``W`` and
     the imbalance ``||W^T W - H H^T||_F`` against the step (log axes), with ``tau1``, ``tau2``
     (measured, solid) and the ``tau2`` prediction (dotted) marked."""
-    plt = _pyplot()
+    plt = pyplot()
     config = result.config
     scales = time_scales(result) if scales is None else scales
     keep = _positive_steps(result)
@@ -94,7 +83,7 @@ def plot_trajectory(
     if config.weight_decay > 0 and math.isfinite(scales.tau1):
         start = float(np.interp(scales.tau1, result["step"], result["spread_null"]))
         grid = steps[steps >= scales.tau1]
-        decay = (1.0 - config.lr * config.weight_decay) ** (2.0 * (grid - scales.tau1))
+        decay = decoupled_decay(config.lr, config.weight_decay) ** (2.0 * (grid - scales.tau1))
         right.plot(grid, start * decay, color="black", lw=0.8, ls="--", label="(1 - eta lambda)^(2(t - tau1))")
     for axis in axes:
         for value, style, label in (
@@ -127,7 +116,7 @@ def _floor(values: np.ndarray) -> np.ndarray:
 def plot_timescale_separation(results: Sequence[UFMResult], path: str | os.PathLike) -> Path:
     """Several weight decays: relative training loss (left) and RNC1 (right) against the step,
     log axes, with each run's measured ``tau1`` / ``tau2`` marked."""
-    plt = _pyplot()
+    plt = pyplot()
     if not results:
         raise ValueError("results must hold at least one UFMResult")
     figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.2), sharex=True)
@@ -173,7 +162,7 @@ def plot_tau2_scaling(rows: Sequence[dict[str, Any]], path: str | os.PathLike) -
     """Measured ``tau2`` and ``tau2 - tau1`` against ``1/(eta lambda)`` (log-log) for sweep rows
     (from :func:`simulate.trajectories.sweep_ufm`), with the predicted ``tau2`` as a line and the
     fitted log-log slope of ``tau2 - tau1`` against ``lambda`` per learning rate in the legend."""
-    plt = _pyplot()
+    plt = pyplot()
     rows = [row for row in rows if math.isfinite(row["tau2"])]
     if not rows:
         raise ValueError("no sweep row reached eps2; nothing to plot (lengthen the runs)")
@@ -219,7 +208,7 @@ def make_figures(
     progress: Callable[[str], None] | None = None,
     include_mixture: bool = True,
 ) -> list[Path]:
-    """Regenerate the UFM figures (and, if available, the Gaussian-mixture ones) in ``out_dir``.
+    """Regenerate the UFM figures (and, unless ``include_mixture=False``, the Gaussian-mixture ones) in ``out_dir``.
 
     ``config`` (default :class:`UFMConfig`, ``lr = 0.1``) fixes everything but the weight decay. One
     full trajectory per weight decay, all on a common horizon (the predicted collapse time of the
@@ -252,8 +241,8 @@ def make_figures(
 
 
 def _mixture_figures(out_dir: Path, report: Callable[[str], None]) -> list[Path]:
-    """The Gaussian-mixture figures, ``ncgrok.simulate.mixture.make_figures(out_dir)``; returns the paths written."""
-    from ncgrok.simulate import mixture  # lazy: the UFM figures alone do not need it
+    """The Gaussian-mixture figures, ``ncgrok.simulate.gmm.make_figures(out_dir)``; returns the paths written."""
+    from ncgrok.simulate import gmm  # lazy: the UFM figures alone do not need it
 
-    report("Gaussian-mixture figures (ncgrok.simulate.mixture.make_figures)")
-    return [Path(path) for path in (mixture.make_figures(out_dir) or [])]
+    report("Gaussian-mixture figures (ncgrok.simulate.gmm.make_figures)")
+    return [Path(path) for path in gmm.make_figures(out_dir)]

@@ -53,9 +53,10 @@ from typing import Any, Callable
 import numpy as np
 
 from ncgrok.files import atomic_write_text
+from ncgrok.simulate.schedule import evenly_spaced_steps, log_spaced_steps
 from ncgrok.theory._validation import as_count, as_scalar
 from ncgrok.theory.collapse import COLLAPSE_MEASURES, SCALE_ESTIMATORS, ClassStatistics, collapse_measures
-from ncgrok.theory.timescales import imbalance
+from ncgrok.theory.timescales import decoupled_decay, imbalance
 
 __all__ = [
     "UFMConfig",
@@ -64,48 +65,32 @@ __all__ = [
     "UFMResult",
     "TRAJECTORY_COLUMNS",
     "ufm_gradients",
-    "log_schedule",
     "simulate_ufm",
 ]
 
-DTYPES = ("float64", "float32")
+# Names of the floating-point types a run can use (``UFMConfig.dtype``).
+DTYPE_NAMES = ("float64", "float32")
 
-# Columns of the trajectory, in CSV order. ``loss`` is the unregularized data-fit term.
+# Columns of the trajectory, in CSV order.
 TRAJECTORY_COLUMNS = (
-    "step",
-    "time",
-    "loss",
-    "loss_relative",
-    "objective",
-    "train_accuracy",
+    "step",                    # nominal GD step t
+    "time",                    # flow time t * lr
+    "loss",                    # (1/2)||W H + b - Y||_F^2 (unregularized)
+    "loss_relative",           # loss / loss at step 0
+    "objective",               # loss + (lambda/2)(||W||^2 + ||H||^2)
+    "train_accuracy",          # fraction of samples with argmax_k (W h_i + b)_k = y_i
     # every collapse measure but nc1_pinv: the UFM statistics are built without scatter matrices
     *(name for name in COLLAPSE_MEASURES if name != "nc1_pinv"),
-    "imbalance",
-    "spread",
-    "spread_row",
-    "spread_null",
-    "classifier_rank",
-    "classifier_norm",
-    "weight_norm",
-    "feature_frobenius_norm",
-    "step_size_condition",
+    "imbalance",               # ||W^T W - H H^T||_F
+    "spread",                  # sum_i ||h_i - mu_{y_i}||^2 (= N * within_var)
+    "spread_row",              # spread of the features projected on the row space of the current W
+    "spread_null",             # spread of the features projected on the null space of the current W
+    "classifier_rank",         # numerical rank of W
+    "classifier_norm",         # spectral norm ||W||_2
+    "weight_norm",             # Frobenius norm ||W||_F
+    "feature_frobenius_norm",  # Frobenius norm ||H||_F
+    "step_size_condition",     # 1 if lr (||W||_2^2 + lambda) <= 2 - lr lambda, else 0
 )
-
-_COLUMN_HELP = {
-    "step": "nominal GD step t",
-    "time": "flow time t * lr",
-    "loss": "(1/2)||W H + b - Y||_F^2 (unregularized)",
-    "loss_relative": "loss / loss at step 0",
-    "objective": "loss + (lambda/2)(||W||^2 + ||H||^2)",
-    "train_accuracy": "fraction of samples with argmax_k (W h_i + b)_k = y_i",
-    "spread": "sum_i ||h_i - mu_{y_i}||^2 (= N * within_var)",
-    "spread_row": "spread of the features projected on the row space of the current W",
-    "spread_null": "spread of the features projected on the null space of the current W",
-    "imbalance": "||W^T W - H H^T||_F",
-    "classifier_rank": "numerical rank of W",
-    "classifier_norm": "spectral norm ||W||_2",
-    "step_size_condition": "1 if lr (||W||_2^2 + lambda) <= 2 - lr lambda, else 0",
-}
 
 
 # --------------------------------------------------------------------------- configuration
@@ -157,7 +142,7 @@ class UFMConfig:
         set_("init_scale", as_scalar("init_scale", self.init_scale, positive=True))
         set_("lr", as_scalar("lr", self.lr, positive=True))
         set_("weight_decay", as_scalar("weight_decay", self.weight_decay, nonnegative=True))
-        if self.lr * self.weight_decay >= 1.0:
+        if decoupled_decay(self.lr, self.weight_decay) <= 0.0:
             raise ValueError(
                 f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay positive), "
                 f"got lr={self.lr:g}, weight_decay={self.weight_decay:g}"
@@ -166,8 +151,8 @@ class UFMConfig:
         set_("substeps", as_count("substeps", self.substeps, minimum=1))
         set_("bias", bool(self.bias))
         set_("train_classifier", bool(self.train_classifier))
-        if self.dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if self.dtype not in DTYPE_NAMES:
+            raise ValueError(f"dtype must be one of {DTYPE_NAMES}, got {self.dtype!r}")
         set_("seed", as_count("seed", self.seed, minimum=0))
         if self.log_every is not None:
             set_("log_every", as_count("log_every", self.log_every, minimum=1))
@@ -188,6 +173,13 @@ class UFMConfig:
     @property
     def num_samples(self) -> int:
         return int(sum(self.class_counts))
+
+    def recorded_steps(self) -> np.ndarray:
+        """The steps at which a run records: ``0, k, 2k, ...`` with ``log_every=k``, otherwise about
+        ``log_points`` log-spaced steps in ``[1, steps]``; always includes 0 and ``steps``."""
+        if self.log_every is not None:
+            return evenly_spaced_steps(self.steps, self.log_every)
+        return log_spaced_steps(self.steps, self.log_points)
 
     def replace(self, **changes: Any) -> "UFMConfig":
         """A copy with some fields changed (validated again)."""
@@ -277,7 +269,7 @@ class UFMSimulator:
         config = self.config
         eta = config.lr / config.substeps
         dtype = self.features.dtype
-        decay = dtype.type(1.0 - eta * config.weight_decay)
+        decay = dtype.type(decoupled_decay(eta, config.weight_decay))
         eta = dtype.type(eta)
         weights, features, bias, targets = self.weights, self.features, self.bias, self.targets
         use_bias, train_classifier = config.bias, config.train_classifier
@@ -366,19 +358,7 @@ def _split_spread(row_part: np.ndarray, null_part: np.ndarray, labels: np.ndarra
     return float(stats.scatter[:num_classes].sum()), float(stats.scatter[num_classes:].sum())
 
 
-# --------------------------------------------------------------------------- schedule and result
-def log_schedule(steps: int, *, log_every: int | None = None, log_points: int = 200) -> np.ndarray:
-    """Steps at which a run of ``steps`` nominal steps records: ``0, k, 2k, ...`` with ``log_every=k``,
-    otherwise about ``log_points`` log-spaced steps in ``[1, steps]``; always includes 0 and ``steps``."""
-    steps = as_count("steps", steps, minimum=1)
-    if log_every is not None:
-        grid = np.arange(0, steps + 1, as_count("log_every", log_every, minimum=1))
-    else:
-        count = as_count("log_points", log_points, minimum=2)
-        grid = np.round(np.geomspace(1, steps, count)).astype(np.int64)
-    return np.unique(np.concatenate([[0], grid, [steps]])).astype(np.int64)
-
-
+# --------------------------------------------------------------------------- result
 @dataclass
 class UFMResult:
     """A UFM trajectory: ``trajectory[name]`` is a float64 array over the logged steps.
@@ -444,7 +424,7 @@ def simulate_ufm(
     elif overrides:
         config = config.replace(**overrides)
     simulator = UFMSimulator(config)
-    schedule = log_schedule(config.steps, log_every=config.log_every, log_points=config.log_points)
+    schedule = config.recorded_steps()
     rows: list[dict[str, float]] = []
     fitted = collapsed = stopped = False
     for target in schedule:
@@ -476,8 +456,3 @@ def simulate_ufm(
         initial_loss=simulator.initial_loss,
         stopped_early=stopped,
     )
-
-
-def column_help() -> dict[str, str]:
-    """One-line meaning of the trajectory columns that are not collapse measures."""
-    return dict(_COLUMN_HELP)

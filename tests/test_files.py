@@ -137,6 +137,69 @@ def test_atomic_savefig_writes_the_format_of_the_suffix_or_the_one_given(tmp_pat
     assert png.stat().st_mode & 0o777 == 0o644
 
 
+# -------------------------------------------------------------------- appends, partial writes, lock
+
+
+def test_append_bytes_grows_an_existing_file_only(tmp_path):
+    target = tmp_path / "metrics.csv"
+    target.write_bytes(b"step\n")
+    files.append_bytes(target, b"0\n")
+    files.append_bytes(str(target), b"10\n")
+    assert target.read_bytes() == b"step\n0\n10\n"
+    with pytest.raises(FileNotFoundError, match="only grows an existing file"):
+        files.append_bytes(tmp_path / "missing.csv", b"0\n")
+    assert os.listdir(tmp_path) == ["metrics.csv"]
+
+
+def test_a_write_killed_mid_way_leaves_a_partial_file_that_is_recognised_and_removed(tmp_path, monkeypatch):
+    target = tmp_path / "checkpoint.pt"
+    target.write_bytes(b"old")
+
+    class Killed(BaseException):
+        """Stands for SIGKILL: nothing after it runs (the cleanup below is suppressed too)."""
+
+    def killed_mid_write(name, data, *, mode):
+        with open(name, mode) as stream:
+            stream.write(data[:3])
+        raise Killed
+
+    monkeypatch.setattr(files, "_write_synced", killed_mid_write)
+    monkeypatch.setattr(files.os, "unlink", lambda path: None)  # a killed process cleans nothing up
+    with pytest.raises(Killed):
+        atomic_write_bytes(target, b"new content")
+    monkeypatch.undo()
+    (tmp_path / ".hidden").write_text("not a partial write")
+    (tmp_path / "notes.partial-1").write_text("not hidden: not ours")
+    [partial] = [name for name in os.listdir(tmp_path) if name.startswith(".checkpoint.pt.partial-")]
+    assert (tmp_path / partial).read_bytes() == b"new"
+    assert files.remove_partial_writes(tmp_path) == [tmp_path / partial]
+    assert sorted(os.listdir(tmp_path)) == [".hidden", "checkpoint.pt", "notes.partial-1"]
+    assert target.read_bytes() == b"old"
+
+
+def test_lock_refuses_a_second_holder_names_the_first_and_is_released(tmp_path):
+    import socket
+
+    path = tmp_path / "lock"
+    assert files.lock_holder(path) is None and not path.exists()  # probing creates nothing
+    assert files.lock_holder(tmp_path / "file" / "lock") is None
+    first = files.DirectoryLock(path, purpose="write to DIR")
+    with first:
+        record = json.loads(path.read_text())
+        assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+        holder = f"pid {os.getpid()} on host {socket.gethostname()} since {record['since']}"
+        assert files.lock_holder(path) == holder
+        with pytest.raises(files.LockHeld) as error:  # a second open file is a second holder, even here
+            files.DirectoryLock(path, purpose="write to DIR").acquire()
+        assert str(error.value).startswith(f"cannot write to DIR: {path} is locked by {holder}")
+        assert isinstance(error.value, ValueError)  # the CLI answers it in one line
+    assert not first.held and files.lock_holder(path) is None
+    # a record left by an owner that died does not hold anyone back: only the kernel's lock counts
+    path.write_text(json.dumps({"pid": 1, "host": "elsewhere", "since": "2000-01-01T00:00:00+00:00"}))
+    with files.DirectoryLock(path, purpose="write") as again:
+        assert again.held and json.loads(path.read_text())["pid"] == os.getpid()
+
+
 # ---------------------------------------------------------------------------------------- json_safe
 
 

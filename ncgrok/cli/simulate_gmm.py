@@ -3,10 +3,10 @@
 the number of training samples per class (the simulation check of Thm. 4.1, reconstructed).
 
 ``register(subparsers)`` adds the ``gmm`` and ``gap`` subcommands to the ``ncgrok simulate`` group
-(the group's module calls it). The ``gmm`` handler parses, calls :func:`simulate.mixture.run_gmm`,
+(the group's module calls it). The ``gmm`` handler parses, calls :func:`ncgrok.simulate.gmm.run_gmm`,
 writes the trajectory CSV, a JSON summary and the figure, and prints a table (or one JSON object with
 ``--json``); the ``gap`` handler does the same around
-:func:`simulate.concentration_check.variance_gap_scaling`.
+:func:`ncgrok.simulate.concentration_check.variance_gap_scaling`.
 
 Without the ``simulate`` group the same command runs as ``python -m ncgrok.cli.simulate_gmm [options]``.
 """
@@ -20,7 +20,14 @@ import sys
 from typing import Any
 
 from ncgrok.files import atomic_write_json, json_safe
-from ncgrok.simulate.mixture import (
+from ncgrok.simulate.concentration_check import (
+    GapScalingResult,
+    gap_check_config,
+    gap_figure,
+    variance_gap_scaling,
+    write_gap_csv,
+)
+from ncgrok.simulate.gmm import (
     ACTIVATIONS,
     OPTIMIZERS,
     TRAJECTORY_COLUMNS,
@@ -30,9 +37,6 @@ from ncgrok.simulate.mixture import (
     run_gmm,
     write_trajectory_csv,
 )
-
-# simulate.concentration_check is imported inside the ``gap`` handler: it pulls in theory.timescales,
-# which ``ncgrok simulate gmm`` does not need.
 
 DESCRIPTION = """\
 Train a small network x -> phi(W1 x + b1) -> g = W2 (.) -> W3 g + b3 (last two layers linear) with
@@ -264,8 +268,6 @@ Writes OUT/gap_runs.csv (one row per n and seed), OUT/gap_summary.json and OUT/g
 
 def register_gap(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``gap`` to a subparsers object (the ``ncgrok simulate`` group)."""
-    from ncgrok.simulate.concentration_check import gap_check_config
-
     defaults = gap_check_config()
     parser = subparsers.add_parser(
         "gap",
@@ -298,8 +300,6 @@ def register_gap(subparsers: Any) -> argparse.ArgumentParser:
 
 def gap_config_from_args(args: argparse.Namespace) -> GMMConfig:
     """The :class:`GMMConfig` of ``ncgrok simulate gap`` (raises ``ValueError`` on bad values)."""
-    from ncgrok.simulate.concentration_check import gap_check_config
-
     return gap_check_config(
         num_classes=args.classes, input_dim=args.input_dim, separation=args.separation, noise=args.noise,
         mixture_seed=args.mixture_seed, hidden_dim=args.hidden_dim, feature_dim=args.feature_dim,
@@ -309,8 +309,8 @@ def gap_config_from_args(args: argparse.Namespace) -> GMMConfig:
     )
 
 
-def format_gap_table(result: Any, files: dict[str, str]) -> str:
-    """The human-readable summary of a :class:`~simulate.concentration_check.GapScalingResult`."""
+def format_gap_table(result: GapScalingResult, files: dict[str, str]) -> str:
+    """The human-readable summary of a :class:`~ncgrok.simulate.concentration_check.GapScalingResult`."""
     config, fit, fresh = result.config, result.fit, result.fresh_fit
     number = lambda value: "n/a" if not math.isfinite(value) else f"{value:.3g}"  # noqa: E731
     lines = [
@@ -354,8 +354,6 @@ def format_gap_table(result: Any, files: dict[str, str]) -> str:
 
 def run_gap_command(args: argparse.Namespace) -> int:
     """Handler of ``ncgrok simulate gap``."""
-    from ncgrok.simulate.concentration_check import gap_figure, variance_gap_scaling, write_gap_csv
-
     config = gap_config_from_args(args)
     result = variance_gap_scaling(config, samples_per_class=args.samples_per_class, seeds=args.seeds)
     out = args.out

@@ -1,11 +1,17 @@
-"""``ncgrok train`` (one run) and ``ncgrok sweep`` (a grid trained as one batched job)."""
+"""``ncgrok train`` (one run) and ``ncgrok sweep`` (a grid trained as one batched job).
+
+The training layer writes data only; the final table's fit step, onset step and onset status are
+computed here from each run's ``metrics.csv`` with ``empirical.onset.grokking_onset`` (default
+thresholds, the same definitions as ``ncgrok onset``).
+"""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from ncgrok.empirical.runs import format_value, json_safe
 
@@ -56,8 +62,13 @@ def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     out.add_argument("--ib-every", type=int, default=1,
                      help="with --measure-ib, measure the information plane at every Nth logged step only (and the "
                           "last); the other rows hold NaN there (default 1: every logged step)")
-    out.add_argument("--out", required=True, type=Path, help="output directory")
-    out.add_argument("--resume", action="store_true", help="continue an interrupted run/sweep in --out")
+    out.add_argument("--checkpoint-seconds", type=float, default=10.0,
+                     help="save the resumable training state at the first logged step after this many seconds "
+                          "since the last save (0 = at every logged step; default 10)")
+    out.add_argument("--out", required=True, type=Path,
+                     help="output directory (one writer at a time: a second process on it is refused)")
+    out.add_argument("--resume", action="store_true",
+                     help="continue an interrupted run/sweep in --out from its last checkpoint (same settings)")
     out.add_argument("--json", action="store_true", help="print the final summaries as JSON")
     out.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -89,7 +100,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
-    from ncgrok.empirical.sweep import SweepConfig
+    from ncgrok.empirical.sweep_config import SweepConfig
 
     return SweepConfig(
         dataset=args.dataset,
@@ -99,7 +110,7 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
         width=args.width,
         init_scale=args.init_scale,
         train_size=args.train_size,
-        heldout_size=args.heldout_size or None,
+        heldout_size=args.heldout_size,
         optimizer=args.optimizer,
         lrs=lrs,
         weight_decays=weight_decays,
@@ -117,6 +128,7 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
         ib_sigma=args.ib_sigma,
         ib_samples=args.ib_samples,
         ib_every=args.ib_every,
+        checkpoint_seconds=args.checkpoint_seconds,
     )
 
 
@@ -149,22 +161,39 @@ class ProgressBar:
         self.bar.close()
 
 
-def summary_table(summaries: list[dict[str, Any]]) -> str:
-    header = ("run", "train_acc", "test_acc", "rnc1", "nc2", "fit_step", "onset_step", "status")
+def run_onsets(run_dirs: Sequence[Path]) -> list[Any]:
+    """``empirical.onset.GrokkingOnset`` of each run, from its ``metrics.csv``."""
+    from ncgrok.empirical.onset import grokking_onset
+    from ncgrok.empirical.runs import load_run
+
+    onsets = []
+    for directory in run_dirs:
+        run = load_run(directory)
+        onsets.append(grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc")))
+    return onsets
+
+
+def summary_table(summaries: list[dict[str, Any]], onsets: Sequence[Any] | None = None) -> str:
+    """One line per run: final accuracies, RNC1 and NC2, training status; with ``onsets`` (one
+    ``GrokkingOnset`` per summary) also the fit step, onset step and onset status."""
+    header = ("run", "train_acc", "test_acc", "rnc1", "nc2", "status")
+    if onsets is not None:
+        header += ("fit_step", "onset_step", "onset")
     lines = [header]
-    for summary in summaries:
+    for index, summary in enumerate(summaries):
         final = summary["final"]
-        onset = summary.get("onset") or {}
-        lines.append((
+        line = (
             summary["name"],
             f"{final['train_acc']:.3f}",
             f"{final['test_acc']:.3f}",
             f"{final['rnc1']:.3g}",
-            f"{final['nc2']:.3g}" if final.get("nc2") is not None else "nan",
-            format_value(summary.get("fit_step")),
-            format_value(onset.get("onset_step")),
-            str(onset.get("status", "")),
-        ))
+            f"{final['nc2']:.3g}" if final["nc2"] is not None else "nan",
+            summary["status"],
+        )
+        if onsets is not None:
+            onset = onsets[index]
+            line += (format_value(onset.fit_step), format_value(onset.onset_step), onset.status)
+        lines.append(line)
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     return "\n".join("  ".join(str(value).ljust(width) for value, width in zip(line, widths)) for line in lines)
 
@@ -177,12 +206,14 @@ def _execute(args: argparse.Namespace, config) -> int:
         result = run_sweep(config, args.out, resume=args.resume, progress=bar)
     finally:
         bar.close()
+    onsets = run_onsets(result.run_dirs)
     if args.json:
-        payload = {"out": str(result.out_dir), "runs": result.summaries,
-                   "train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds}
+        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(result.summaries, onsets)]
+        payload = {"out": str(result.out_dir), "runs": runs, "train_seconds": result.train_seconds,
+                   "measure_seconds": result.measure_seconds, "resumed_from": result.resumed_from}
         print(json.dumps(json_safe(payload), default=str))
         return 0
-    print(summary_table(result.summaries))
+    print(summary_table(result.summaries, onsets))
     print(f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
           + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
     print(f"results: {result.out_dir}")

@@ -119,3 +119,37 @@ def test_leave_one_out_and_backtest_bookkeeping(sweep):
     # noiseless runs: the interval spans only the calibration runs' one-log discretisation of their
     # onsets, so a detected onset one log late may fall just outside; most must be covered
     assert crossing["coverage"] >= 0.75
+
+
+def _write_run(directory, run):
+    import json
+
+    directory.mkdir(parents=True)
+    config = {"name": run.name, "optimizer": run.optimizer, "steps": run.horizon,
+              "run": {"seed": run.seed, "lr": run.lr, "weight_decay": run.weight_decay}}
+    (directory / "config.json").write_text(json.dumps(config))
+    names = ["step", "train_acc", "test_acc", "rnc1", "heldout_within_var", "train_loss", "test_loss"]
+    lines = [",".join(names)] + [",".join(repr(float(run.columns[n][i])) for n in names)
+                                 for i in range(run.columns["step"].size)]
+    (directory / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_cli_forecast_and_backtest_on_run_directories_written_by_other_code(tmp_path, sweep, capsys):
+    import json
+
+    from ncgrok.cli import main
+
+    for run in sweep:
+        _write_run(tmp_path / "sweep" / run.name, run)
+    new, onset = planted_run("new", 2.5e-4)
+    _write_run(tmp_path / "new" / "new", new)
+    halfway = FIT + 0.5 * (onset - FIT)
+    argv = ["forecast", str(tmp_path / "new"), "--calibrate-on", str(tmp_path / "sweep"), "--at", str(halfway), "--json"]
+    assert main(argv) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["runs"]
+    assert entry["status"] == "forecast" and entry["forecaster"] == "variance-crossing"
+    assert entry["predicted_onset"] == pytest.approx(onset, abs=2 * EVERY)
+    assert entry["at_step"] <= halfway
+    assert main(["forecast", str(tmp_path / "sweep"), "--backtest"]) == 0
+    assert "half-way" in capsys.readouterr().out
+    assert main(["forecast", str(tmp_path / "sweep"), "--at", "-5"]) == 2

@@ -164,3 +164,20 @@ def test_measure_ib_adds_information_columns(tmp_path):
     assert list(sparse_metrics["step"]) == [0, 5, 10]
     assert np.isnan(sparse_metrics["mi_zx"][1]) and np.all(np.isfinite(sparse_metrics["mi_zx"][[0, 2]]))
     np.testing.assert_array_equal(sparse_metrics["nhsic_zy"][[0, 2]], metrics["nhsic_zy"][[0, 2]])
+
+
+def test_heldout_size_zero_means_no_heldout_sample(tmp_path, monkeypatch):
+    # `--heldout-size 0` is "none" (it used to become None, which paper_split reads as "all unused images")
+    from ncgrok.cli import build_parser
+    from ncgrok.cli import train as train_cli
+    from ncgrok.empirical.sweep_config import SweepConfig as Config
+
+    args = build_parser().parse_args(["train", "--out", str(tmp_path / "x"), "--heldout-size", "0"])
+    assert train_cli._config(args, lrs=[1e-3], weight_decays=[0.0], seeds=[0]).heldout_size == 0
+    split = synthetic_split()
+    split.heldout_x, split.heldout_y = split.heldout_x[:0], split.heldout_y[:0]  # what paper_split(heldout_size=0) gives
+    result = run_sweep(small_config(steps=10, heldout_size=0, snapshot_steps=()), tmp_path / "s", split=split)
+    metrics = read_metrics(result.run_dirs[0])
+    for column in ("heldout_within_var", "heldout_radius", "cantelli_bound"):
+        assert np.all(np.isnan(metrics[column])), column
+    assert Config is SweepConfig  # empirical.sweep re-exports the settings class

@@ -18,7 +18,6 @@ from ncgrok.simulate.ufm import (
     TRAJECTORY_COLUMNS,
     UFMConfig,
     UFMSimulator,
-    log_schedule,
     simulate_ufm,
     ufm_gradients,
 )
@@ -225,12 +224,6 @@ def test_stop_when_collapsed_ends_the_run_after_both_thresholds():
     assert result.stopped_early and result["step"][-1] < 100000
     assert result["rnc1"][-1] <= 1e-4 and result["loss_relative"][-1] <= 1e-3
     assert result["rnc1"][-2] > 1e-4 or result["loss_relative"][-2] > 1e-3
-
-
-def test_log_schedule():
-    grid = log_schedule(1000, log_points=50)
-    assert grid[0] == 0 and grid[-1] == 1000 and np.all(np.diff(grid) > 0)
-    np.testing.assert_array_equal(log_schedule(10, log_every=4), [0, 4, 8, 10])
 
 
 # --------------------------------------------------------------------------- validation

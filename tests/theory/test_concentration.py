@@ -100,28 +100,31 @@ def test_unbiased_pair_estimator_matches_rescaled_biased_one():
 
 
 def test_heldout_radius_covers_population_variance():
-    """|V^_c - V_c| <= radius for all K classes at once in at least 1 - delta of 2000 draws.
+    """|V^_c - V_c| <= radius for all K classes at once in at least 1 - delta of 2000 draws, and a
+    radius 4 times smaller is missed far more often than delta (so the check can fail).
 
     Three classes with ||h|| <= 1 and known population variance:
-      0: h = +-e_1 with probability 1/2 each (mean 0, V = 1; the kernel takes only its extreme
-         values 0 and 2, the worst case for Hoeffding),
+      0: h = e_1 with probability 0.8, -e_1 with probability 0.2 (V = 4 * 0.2 * 0.8 = 0.64). The kernel
+         ||h - h'||^2 / 2 takes only its extreme values 0 and 2 and, unlike the symmetric +-e_1 case,
+         its conditional mean depends on h (a non-degenerate U-statistic, whose error shrinks only like
+         1/sqrt(n)): the case where Hoeffding's radius is least loose;
       1: h = mu + r u, u uniform on the unit sphere of R^3, ||mu|| = 0.5, r = 0.5 (V = r^2 = 0.25),
       2: h = r s u, u uniform on the sphere, s uniform in {0, 1} (mean 0, V = r^2 / 2), r = 0.9.
-    Tolerance: Hoeffding's bound is conservative, so the true joint failure rate is far below delta
-    (here typically zero failures in 2000 draws); requiring the observed failure fraction to be at
-    most delta therefore fails only if the radius is wrong (e.g. a missing factor 2 or a wrong
-    floor(n/2)). The seed is fixed. Hoeffding is loose here (the 0.9-quantile of the gap of class 0
-    is about 0.18 against a radius of 1.17), so the power check can only show that a radius 8 times
-    smaller is violated too often: the simulation does detect a grossly wrong radius.
+    Coverage: Hoeffding's bound is conservative (no miss at this seed), so requiring a miss fraction
+    of at most delta fails only if the radius is too small or the estimator wrong.
+    Power: with n = 12 the radius divided by 4 is missed in 0.50 of the draws at this seed (binomial
+    standard error about 0.011); the test requires more than 3 delta = 0.3, about 18 standard errors
+    below, so it would fail for a radius 4 times too small (the previous version of this test, with a
+    symmetric class 0, passed with such a radius).
     """
     rng = np.random.default_rng(20250920)
     draws, n, delta = 2000, 12, 0.1
     classes = []
     # class 0
-    signs = rng.choice([-1.0, 1.0], size=(draws, n))
+    signs = np.where(rng.random((draws, n)) < 0.2, -1.0, 1.0)
     h0 = np.zeros((draws, n, 3))
     h0[..., 0] = signs
-    classes.append((h0, 1.0))
+    classes.append((h0, 4 * 0.2 * 0.8))
     # class 1
     mu = np.array([0.5, 0.0, 0.0])
     h1 = mu + 0.5 * _sphere(rng, (draws, n), 3)
@@ -142,10 +145,11 @@ def test_heldout_radius_covers_population_variance():
         estimates = _unbiased_variance_by_pairs(h)
         assert abs(estimates.mean() - v) < 5 * estimates.std() / math.sqrt(draws)
 
-    covered = np.all(gaps <= radius, axis=1)
-    assert covered.mean() >= 1 - delta
-    # power check: a much smaller radius is violated in a sizeable fraction of draws
-    assert np.all(gaps <= radius / 8, axis=1).mean() < 1 - delta
+    def miss_rate(r):
+        return 1.0 - np.all(gaps <= r, axis=1).mean()
+
+    assert miss_rate(radius) <= delta
+    assert miss_rate(radius / 4) > 3 * delta
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Tests for simulate/mixture.py and simulate/cli_gmm.py (Gaussian-mixture networks).
+"""Tests for simulate/gmm/ and ncgrok/cli/simulate_gmm.py (Gaussian-mixture networks).
 
 Every comparison is against something exact or independent of the code under test: finite
 differences for the hand-written gradients, the balancedness identity of Thm. 4.3 for the GD update,
+an element-by-element AdamW in torch's documented form for the AdamW update,
 closed-form Gaussian information (computed here with ``slogdet``) for the linear network, a 1-D
 quadrature for a non-Gaussian information, and Monte Carlo truths with stated tolerances.
 
@@ -21,7 +22,7 @@ import pytest
 from scipy import integrate
 
 from ncgrok.cli import simulate_gmm as cli_gmm
-from ncgrok.simulate.mixture import (
+from ncgrok.simulate.gmm import (
     TRAJECTORY_COLUMNS,
     GaussianMixture,
     GMMConfig,
@@ -29,7 +30,6 @@ from ncgrok.simulate.mixture import (
     conditional_information_monte_carlo,
     exact_linear_moments,
     init_network,
-    logged_steps,
     loss_and_gradients,
     run_gmm,
 )
@@ -108,9 +108,64 @@ def test_gd_step_obeys_the_balancedness_identity():
     _, grads = loss_and_gradients(network, x, targets)  # unregularized gradients
     expected = balancedness_step(before, grad_last=grads["W3"], grad_prev=grads["W2"], lr=lr,
                                  weight_decay=weight_decay)
-    optimizer = Optimizer(network, kind="gd", lr=lr, weight_decay=weight_decay, betas=(0.9, 0.999), eps=1e-8)
-    optimizer.step(network, grads)
+    optimizer = Optimizer(kind="gd", lr=lr, weight_decay=weight_decay)
+    network, _ = optimizer.step(network, grads, optimizer.init(network))
     np.testing.assert_allclose(imbalance(network.W3, network.W2), expected, rtol=0, atol=1e-13)
+
+
+def _reference_adamw(values, grads_per_step, *, lr, weight_decay, betas, eps):
+    """AdamW element by element in the form torch.optim.AdamW's documentation gives (decay first,
+    then the step lr / (1 - beta1^t) times m / (sqrt(v) / sqrt(1 - beta2^t) + eps)), decay on the
+    weights W1, W2, W3 only. Plain Python floats: an implementation independent of the code."""
+    beta1, beta2 = betas
+    params = {name: [float(x) for x in np.ravel(value)] for name, value in values.items()}
+    first = {name: [0.0] * len(flat) for name, flat in params.items()}
+    second = {name: [0.0] * len(flat) for name, flat in params.items()}
+    for t, grads in enumerate(grads_per_step, start=1):
+        for name, flat in params.items():
+            decay = weight_decay if name.startswith("W") else 0.0
+            for i, g in enumerate(np.ravel(grads[name])):
+                flat[i] *= 1.0 - lr * decay
+                first[name][i] = beta1 * first[name][i] + (1.0 - beta1) * g
+                second[name][i] = beta2 * second[name][i] + (1.0 - beta2) * g * g
+                denominator = math.sqrt(second[name][i]) / math.sqrt(1.0 - beta2**t) + eps
+                flat[i] -= lr / (1.0 - beta1**t) * first[name][i] / denominator
+    return {name: np.reshape(flat, np.shape(values[name])) for name, flat in params.items()}
+
+
+def test_adamw_steps_match_an_independent_implementation():
+    """Five AdamW steps (random gradients fed to both) against :func:`_reference_adamw`. The two
+    order the arithmetic differently, so they agree to rounding (~1e-16 relative per step)."""
+    rng = np.random.default_rng(4)
+    network = init_network(3, 4, 2, 3, seed=5)
+    network.b1, network.b3 = rng.normal(size=4), rng.normal(size=3)
+    settings = dict(lr=0.01, weight_decay=0.2, betas=(0.8, 0.95), eps=1e-8)
+    optimizer = Optimizer(kind="adamw", **settings)
+    state = optimizer.init(network)
+    initial = network.parameters()
+    grads_per_step = [{name: rng.normal(size=value.shape) for name, value in initial.items()} for _ in range(5)]
+    for grads in grads_per_step:
+        network, state = optimizer.step(network, grads, state)
+    expected = _reference_adamw(initial, grads_per_step, **settings)
+    assert state.count == 5
+    for name, value in expected.items():
+        np.testing.assert_allclose(getattr(network, name), value, rtol=1e-12, atol=1e-14, err_msg=name)
+        assert not np.allclose(value, initial[name])  # the steps moved every parameter
+
+
+def test_optimizer_step_leaves_its_arguments_unchanged():
+    network = init_network(3, 4, 2, 3, seed=1)
+    snapshot = network.copy()
+    grads = {name: np.ones_like(value) for name, value in network.parameters().items()}
+    optimizer = Optimizer(kind="adamw", lr=0.1, weight_decay=0.1)
+    state = optimizer.init(network)
+    optimizer.step(network, grads, state)
+    for name, value in snapshot.parameters().items():
+        np.testing.assert_array_equal(getattr(network, name), value)
+        np.testing.assert_array_equal(state.first[name], 0.0)
+    assert state.count == 0
+    with pytest.raises(ValueError, match="kind"):
+        Optimizer(kind="sgd", lr=0.1, weight_decay=0.0)
 
 
 def test_mixture_samples_have_the_stated_moments():
@@ -124,14 +179,6 @@ def test_mixture_samples_have_the_stated_moments():
         np.testing.assert_allclose(np.cov(sample.T), mixture.covariances[c], atol=0.03)
     x, y = mixture.sample(5, rng)
     assert x.shape == (15, 4) and np.array_equal(y, np.repeat([0, 1, 2], 5))
-
-
-def test_logged_steps_are_log_spaced_and_include_both_ends():
-    steps = logged_steps(3000, 20)
-    assert steps[0] == 0 and steps[-1] == 3000 and np.all(np.diff(steps) > 0) and len(steps) <= 20
-    for num_logs in (2, 3, 5):
-        few = logged_steps(500, num_logs)
-        assert few[0] == 0 and few[-1] == 500 and len(few) <= num_logs
 
 
 # ----------------------------------------------------------------------------------------------
