@@ -12,11 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import numpy as np
-
-from ncgrok.empirical.analysis import Run, load_run
 from ncgrok.empirical.ledger.core import RunCurves
-from ncgrok.empirical.runs import find_run_directories, read_json, read_metrics
+from ncgrok.empirical.runs import CONFIG_FILE, Run, find_run_directories, load_run, read_json, read_metrics
 
 __all__ = ["runs_to_curves", "load_curves", "REQUIRED_SETTINGS"]
 
@@ -24,35 +21,22 @@ REQUIRED_SETTINGS = ("lr", "weight_decay", "seed")
 
 
 def runs_to_curves(runs: Iterable[Run]) -> list[RunCurves]:
-    """Loaded runs (``empirical.analysis.Run``) as :class:`RunCurves`."""
-    curves = []
-    for run in runs:
-        steps = np.asarray(run.metrics["step"], dtype=float)
-        horizon = run.config.get("steps")
-        curves.append(RunCurves(
-            name=run.name,
-            lr=float(run.lr),
-            weight_decay=float(run.weight_decay),
-            seed=int(run.seed),
-            optimizer=str(run.optimizer).lower(),
-            horizon=int(horizon) if horizon is not None else int(steps[-1]),
-            columns={name: np.asarray(values, dtype=float) for name, values in run.metrics.items()},
-        ))
-    return curves
+    """Loaded runs (``empirical.runs.Run``) as :class:`RunCurves` (horizon: the configured ``steps``)."""
+    return [RunCurves.from_run(run) for run in runs]
 
 
 def _foreign_run(path: Path, config: Mapping[str, Any]) -> Run:
     missing = [key for key in REQUIRED_SETTINGS if key not in config]
     if missing:
         raise ValueError(
-            f"{path / 'config.json'} lacks {', '.join(missing)}; a run's config.json needs lr, weight_decay and seed "
+            f"{path / CONFIG_FILE} lacks {', '.join(missing)}; a run's config.json needs lr, weight_decay and seed "
             "(top level, or in ncgrok's 'run' entry), optionally optimizer and steps"
         )
     try:
         settings = {key: float(config[key]) for key in ("lr", "weight_decay")}
         seed = int(config["seed"])
     except (TypeError, ValueError):
-        raise ValueError(f"{path / 'config.json'}: lr, weight_decay must be numbers and seed an integer") from None
+        raise ValueError(f"{path / CONFIG_FILE}: lr, weight_decay must be numbers and seed an integer") from None
     return Run(name=str(config.get("name", path.name)), path=path, seed=seed, optimizer=str(config.get("optimizer", "adamw")),
                config=dict(config), metrics=read_metrics(path), **settings)
 
@@ -62,6 +46,6 @@ def load_curves(path: Path | str) -> list[RunCurves]:
     directories), sorted by directory name."""
     runs = []
     for directory in find_run_directories(path):
-        config = read_json(directory / "config.json")
+        config = read_json(directory / CONFIG_FILE)
         runs.append(load_run(directory) if isinstance(config.get("run"), Mapping) else _foreign_run(directory, config))
     return runs_to_curves(runs)
