@@ -85,6 +85,7 @@ METRICS_SCHEMA: tuple[MetricColumn, ...] = (
     MetricColumn("train_acc", "training accuracy, a fraction in [0, 1]", True),
     MetricColumn("test_loss", "as train_loss, on the test set"),
     MetricColumn("test_acc", "test accuracy, a fraction in [0, 1]", True),
+    MetricColumn("test_size", "number of test examples behind test_acc and the pair errors (their sample size)"),
     MetricColumn("nc1", f"Tr Sigma_W / Tr Sigma_B of the last hidden layer's features {_TRAIN}"),
     MetricColumn("nc1_pinv", f"Tr(Sigma_W Sigma_B^+) / K {_TRAIN}"),
     MetricColumn("rnc1", f"Tr Sigma_W / (mean feature norm)^2 {_TRAIN} (the paper's plotted RNC1)", True),
@@ -97,9 +98,21 @@ METRICS_SCHEMA: tuple[MetricColumn, ...] = (
     MetricColumn("feature_norm_max", f"largest feature norm B_g {_TRAIN}"),
     MetricColumn("heldout_within_var", "unbiased population within-class variance (Def. 3.1) from held-out training "
                  "images, over the training mean norm squared (NaN without a held-out sample)"),
-    MetricColumn("heldout_within_var_sup", "the same over B^2, B the largest feature norm of training and held-out data"),
-    MetricColumn("heldout_radius", "Thm. 4.1 radius of heldout_within_var_sup at the sweep's delta"),
-    MetricColumn("cantelli_bound", "Thm. 3.2 bound on the test error from held-out class statistics (vs 1 - test_acc)"),
+    MetricColumn("heldout_within_var_sup", "the same over B^2, B the largest feature norm of training and held-out data "
+                 "(not on rnc1_sup's scale)"),
+    MetricColumn("heldout_within_var_clip", "held-out population within-class variance on rnc1_sup's scale B (the "
+                 "training set's largest feature norm), each held-out feature clipped to norm B"),
+    MetricColumn("heldout_frac_above_scale", "fraction of held-out features whose norm exceeds B (clipped above)"),
+    MetricColumn("heldout_radius", "Thm. 4.1 radius of heldout_within_var_clip (features of norm <= 1) at the sweep's delta"),
+    MetricColumn("heldout_nc1", "Tr Sigma_W / Tr Sigma_B of the held-out features"),
+    MetricColumn("cantelli_bound", "Thm. 3.2 bound on the test error from held-out class statistics (vs 1 - test_acc); "
+                 "vacuous when >= 1"),
+    MetricColumn("cantelli_bound_clipped", "Thm. 3.2 with each class's inner sum capped at 1"),
+    MetricColumn("cantelli_bound_directional_clipped", "Thm. 3.2 with the directional variance u^T C_c u, capped per class"),
+    MetricColumn("cantelli_pair_term", "the largest two-class Cantelli term (c, k), <= 1"),
+    MetricColumn("cantelli_pair_term_directional", "the directional two-class term of the same pair"),
+    MetricColumn("cantelli_pair_error", "that pair's measured error P(z_k >= z_c | Y = c) on the test set"),
+    MetricColumn("cantelli_pair_count", "number of class-c test examples behind cantelli_pair_error"),
     MetricColumn("weight_norm", "Frobenius norm of all parameters"),
     MetricColumn("last_layer_norm", "norm of the last layer's weight and bias"),
     MetricColumn("imbalance_norm", "||W_L^T W_L - W_{L-1} W_{L-1}^T||_F of the last two linear layers (Thm. 4.3)"),

@@ -12,10 +12,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ncgrok.cli import analysis, bound, data, forecast, simulate, train
+from ncgrok.cli import analysis, bound, data, forecast, simulate, train, verify
 
 # in the order the command groups are listed in --help
-CLI_MODULES = (bound, simulate, data, train, analysis, forecast)
+CLI_MODULES = (bound, simulate, data, train, analysis, verify, forecast)
 
 
 def build_parser(modules=CLI_MODULES) -> argparse.ArgumentParser:
