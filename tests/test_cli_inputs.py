@@ -431,7 +431,6 @@ def trusted_mnist(synthetic_mnist, monkeypatch):
 
 TINY_TRAIN = ["--data-dir", "data dir", "--depth", "2", "--width", "8", "--steps", "2", "--log-every", "1",
               "--device", "cpu", "--quiet"]
-NOT_YET = "xfail(strict=True): the check is in a module another branch is changing"
 
 
 def xfail(reason: str):
