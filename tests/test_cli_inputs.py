@@ -478,8 +478,7 @@ def test_inputs_checked_against_each_other_or_the_data(argv, name, detail, trust
 
 
 WRONG_MD5 = [
-    pytest.param(["train", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--out", "run"],
-                 id="train", marks=xfail("needs run_sweep to read the data before it creates --out (runs branch)")),
+    pytest.param(["train", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--out", "run"], id="train"),
     pytest.param(["data", "info", "mnist", "--data-dir", "data dir"], id="data info"),
 ]
 

@@ -66,10 +66,15 @@ def main(argv: list[str] | None = None, *, modules=CLI_MODULES) -> int:
     """Run the ``ncgrok`` command line ``argv`` (default ``sys.argv[1:]``) and return its exit status:
     0 done, 2 a refused input (one line on stderr, nothing written), 1 an operating-system error,
     130 interrupted; a command may return its own status (``data check``). A usage mistake found
-    while parsing (a bad option value included) and ``--help`` raise ``SystemExit`` with status 2
-    and 0, as argparse does."""
+    while parsing (a bad option value included) returns 2 as well; ``--help`` raises
+    ``SystemExit(0)``, as argparse does."""
     parser = build_parser(modules)
-    args = parser.parse_args(argv)  # a usage mistake or --help raises SystemExit (2 or 0)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as stop:
+        if not stop.code:  # --help: argparse's normal exit
+            raise
+        return int(stop.code)  # a usage mistake, already said in one line
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
