@@ -426,7 +426,7 @@ def trusted_mnist(synthetic_mnist, monkeypatch):
     """The synthetic files with their md5 sums in the checksum table, as if they were MNIST."""
     from ncgrok.empirical import data
 
-    monkeypatch.setitem(data.CHECKSUMS, "mnist", synthetic_mnist)
+    monkeypatch.setitem(data.RECORDS, "mnist", data.RECORDS["mnist"].with_checksums(synthetic_mnist))
 
 
 TINY_TRAIN = ["--data-dir", "data dir", "--depth", "2", "--width", "8", "--steps", "2", "--log-every", "1",
@@ -440,26 +440,24 @@ def xfail(reason: str):
 # (argv, the argument the one line must name, what else it must say); "--out run" is never created
 REFUSED = [
     pytest.param(["train", *TINY_TRAIN, "--train-size", "100", "--batch-size", "10", "--out", "run"],
-                 "--train-size", "60", id="train-size above the 60 images the data holds",
-                 marks=xfail("needs the data-split check from the data branch")),
+                 "--train-size", "60", id="train-size above the 60 images the data holds"),
     pytest.param(["train", *TINY_TRAIN, "--train-size", "50", "--heldout-size", "20", "--batch-size", "10",
-                  "--out", "run"], "--heldout-size", "10", id="heldout-size overlapping the training images",
-                 marks=xfail("needs the data-split check from the data branch")),
+                  "--out", "run"], "--heldout-size", "10", id="heldout-size overlapping the training images"),
     pytest.param(["sweep", *TINY_TRAIN, "--train-size", "20", "--batch-size", "30", "--out", "run"],
                  "--batch-size", "--train-size", id="batch-size above train-size",
-                 marks=xfail("needs SweepConfig's message to name --batch-size and --train-size, not batch_size")),
+                 marks=xfail("needs empirical/sweep_config.py to name --batch-size and --train-size (flag_name), not batch_size")),
     pytest.param(["train", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--snapshot-steps", "5",
                   "--out", "run"], "--snapshot-steps", "--steps", id="snapshot step after the last step",
-                 marks=xfail("needs SweepConfig's message to name --snapshot-steps, not snapshot_steps")),
+                 marks=xfail("needs empirical/sweep_config.py to name --snapshot-steps and --steps (flag_name)")),
     pytest.param(["simulate", "ufm", "--lr", "2", "--weight-decay", "0.6", "--out", "run"], "--weight-decay", "< 1",
                  id="ufm lr x weight decay >= 1",
-                 marks=xfail("needs simulate.ufm's message to name --lr and --weight-decay")),
+                 marks=xfail("needs simulate/ufm.py (UFMConfig) to name --lr and --weight-decay")),
     pytest.param(["simulate", "ufm", "--classes", "3", "--samples-per-class", "4,4", "--out", "run"],
                  "--samples-per-class", "3", id="ufm one count per class, wrong number of them",
-                 marks=xfail("needs simulate.ufm's message to name --samples-per-class")),
+                 marks=xfail("needs simulate/ufm.py (UFMConfig) to name --samples-per-class")),
     pytest.param(["simulate", "gmm", "--classes", "3", "--priors", "0.5,0.5", "--out", "run"], "--priors", "3",
                  id="gmm priors for the wrong number of classes",
-                 marks=xfail("needs simulate.mixture's message to name --priors")),
+                 marks=xfail("needs simulate/gmm/config.py (GMMConfig) to name --priors")),
     pytest.param(["bound", "concentration", "--n", "10", "20", "--classes", "3", "--delta", "0.1"], "--classes", "--n",
                  id="concentration counts for the wrong number of classes"),
     pytest.param(["bound", "cantelli", "--margin", "1", "--variance", "1", "--classes", "2", "--priors", "0.3", "0.3"],
