@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ncgrok.cli import options
 from ncgrok.empirical.runs import json_safe
 
 _ONSET_DESCRIPTION = (
@@ -36,19 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="grokking onset per run and per weight decay vs the predicted 1/(eta lambda) law (R6)",
         description=_ONSET_DESCRIPTION,
     )
-    onset.add_argument("path", metavar="RUN_OR_SWEEP_DIR", type=Path,
+    onset.add_argument("path", metavar="RUN_OR_SWEEP_DIR", type=options.path,
                        help="a run directory (with metrics.csv) or a sweep directory of them")
-    onset.add_argument("--fit-threshold", type=float, default=0.99,
-                       help="train accuracy that counts as fitted (default 0.99)")
-    onset.add_argument("--rnc1-fraction", type=float, default=0.1,
+    onset.add_argument("--fit-threshold", type=options.fraction, default=0.99,
+                       help="train accuracy that counts as fitted, in [0, 1] (default 0.99)")
+    onset.add_argument("--rnc1-fraction", type=options.probability, default=0.1,
                        help="RNC1 drop time: first log after the fit with RNC1 <= this fraction of its value at the fit "
-                            "(default 0.1)")
-    onset.add_argument("--calibrate-on", type=float, default=None, metavar="LAMBDA",
+                            "(in (0, 1); default 0.1)")
+    onset.add_argument("--calibrate-on", type=options.positive_number, default=None, metavar="LAMBDA",
                        help="weight decay whose grokked seeds fix C in t_fit + C/(eta lambda) (default: the middle "
                             "weight decay that grokked)")
-    onset.add_argument("--confidence", type=float, default=0.95, help="confidence of the slope interval (default 0.95)")
+    onset.add_argument("--confidence", type=options.probability, default=0.95,
+                       help="confidence of the slope interval, in (0, 1) (default 0.95)")
     onset.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    onset.add_argument("--figure", type=Path, default=None, metavar="PATH",
+    onset.add_argument("--figure", type=options.figure_path, default=None, metavar="PATH",
                        help="also write the delay-vs-lambda figure (suffix .png, .pdf or .svg)")
     onset.set_defaults(func=_run_onset)
 
@@ -57,19 +59,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Figs. 2-4 style figures, R1/R4 bound checks and the onset law for a sweep directory",
         description=_FIGURES_DESCRIPTION,
     )
-    figures.add_argument("path", metavar="SWEEP_DIR", type=Path, help="a sweep (or run) directory")
-    figures.add_argument("--out", type=Path, default=Path("figures"), help="output directory (default figures/)")
+    figures.add_argument("path", metavar="SWEEP_DIR", type=options.path, help="a sweep (or run) directory")
+    figures.add_argument("--out", type=options.path, default=Path("figures"), help="output directory (default figures/)")
     figures.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
                          help="file formats (default png)")
     figures.add_argument("--band", default="minmax", choices=["minmax", "std"],
                          help="band around the mean over seeds: min-max (default) or +/- 1 std")
-    figures.add_argument("--data-dir", default=None,
+    figures.add_argument("--data-dir", type=options.path_text, default=None,
                          help="data directory for Fig. 2 (default: the run's config, then $NCGROK_DATA)")
-    figures.add_argument("--margin-run", default=None, metavar="NAME",
+    figures.add_argument("--margin-run", type=options.name, default=None, metavar="NAME",
                          help="run for Fig. 2 (default: the first run with two snapshots)")
-    figures.add_argument("--margin-classes", type=int, nargs=2, default=[0, 1], metavar=("A", "B"),
-                         help="class pair of Fig. 2 (default 0 1)")
-    figures.add_argument("--margin-steps", type=int, nargs=2, default=None, metavar=("EARLY", "LATE"),
+    figures.add_argument("--margin-classes", type=options.non_negative_count, nargs=2, default=[0, 1], metavar=("A", "B"),
+                         help="class pair of Fig. 2, two class indices >= 0 (default 0 1)")
+    figures.add_argument("--margin-steps", type=options.non_negative_count, nargs=2, default=None, metavar=("EARLY", "LATE"),
                          help="snapshot steps of Fig. 2 (default: first and last snapshot)")
     figures.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     figures.set_defaults(func=_run_figures)
@@ -84,10 +86,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and writes the Figs. 2-4 style figures and bound checks under OUT/figures. Re-running with the "
                     "same --out resumes an interrupted job or reuses a finished one.",
     )
-    grok.add_argument("--out", type=Path, default=Path("ncgrok-out/grok"), help="output directory (default ncgrok-out/grok)")
-    grok.add_argument("--data-dir", default=None, help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
-    grok.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, ...")
-    grok.add_argument("--steps", type=int, default=None, help="training steps (default 30000; fewer shows less grokking)")
+    grok.add_argument("--out", type=options.path, default=Path("ncgrok-out/grok"), help="output directory (default ncgrok-out/grok)")
+    grok.add_argument("--data-dir", type=options.path_text, default=None, help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
+    grok.add_argument("--device", type=options.device, default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
+    grok.add_argument("--steps", type=options.positive_count, default=None, help="training steps (default 30000; fewer shows less grokking)")
     grok.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     grok.add_argument("--quiet", action="store_true", help="no progress bar")
     grok.set_defaults(func=_run_grok)

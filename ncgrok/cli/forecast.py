@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from ncgrok.cli import options
 from ncgrok.files import json_safe
 
 
@@ -21,12 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "forecast run; completed runs' onsets (from their test accuracy) are the calibration."
         ),
     )
-    parser.add_argument("path", metavar="RUN_OR_SWEEP", help="a run directory or a directory of run directories")
-    parser.add_argument("--at", type=float, default=None, metavar="STEP",
+    parser.add_argument("path", type=options.path_text, metavar="RUN_OR_SWEEP", help="a run directory or a directory of run directories")
+    parser.add_argument("--at", type=options.non_negative_number, default=None, metavar="STEP",
                         help="use only rows logged at or before this step (default: each run's last row)")
     parser.add_argument("--forecaster", choices=("variance-crossing", "r6-law"), default="variance-crossing",
                         help="which forecaster (default: variance-crossing)")
-    parser.add_argument("--calibrate-on", metavar="SWEEP", default=None,
+    parser.add_argument("--calibrate-on", type=options.path_text, metavar="SWEEP", default=None,
                         help="more completed runs to calibrate on (e.g. an earlier sweep), besides the other runs given")
     parser.add_argument("--backtest", action="store_true",
                         help="replay every completed run that grokked: forecast at fit + k*1000 steps and half-way to "

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
+
+from ncgrok.cli import options
 
 _DESCRIPTION = (
     "Checks every claim of the ledger on the runs at or below PATH (a run directory with metrics.csv and "
@@ -18,12 +19,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify = subparsers.add_parser(
         "verify", help="check the claims ledger (paper claims and our reconstructions) on runs", description=_DESCRIPTION
     )
-    verify.add_argument("path", metavar="PATH", type=Path, help="a run directory, a sweep directory or a directory of runs")
+    verify.add_argument("path", metavar="PATH", type=options.path, help="a run directory, a sweep directory or a directory of runs")
     verify.add_argument("--json", action="store_true",
                         help='print {"claims": [{"id", "verdict", "statistic", "interval", "criterion", "source", '
                              '"detail"}]} instead of lines')
-    verify.add_argument("--out", type=Path, default=None, metavar="DIR", help="also write DIR/ledger.json")
-    verify.add_argument("--only", nargs="+", default=None, metavar="ID", help="check only these claim ids")
+    verify.add_argument("--out", type=options.path, default=None, metavar="DIR", help="also write DIR/ledger.json")
+    verify.add_argument("--only", type=options.name, nargs="+", default=None, metavar="ID", help="check only these claim ids")
     verify.add_argument("--apply-to-adamw", action="store_true",
                         help="apply gradient-descent theorems (tau2-lower-bound) to AdamW runs too")
     verify.set_defaults(func=_run_verify)
