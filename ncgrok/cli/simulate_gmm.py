@@ -386,17 +386,11 @@ def run_gap_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m ncgrok.cli.simulate_gmm [options]`` (same options as
-    ``ncgrok simulate gmm``); user mistakes give one line on stderr and exit status 2."""
-    parser = argparse.ArgumentParser(prog="python -m ncgrok.cli.simulate_gmm")
-    subparsers = parser.add_subparsers(dest="command")
-    register(subparsers)
-    args = parser.parse_args(["gmm", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simulate gmm: error: {error}", file=sys.stderr)
-        return 2
+    """Stand-alone entry point: ``python -m ncgrok.cli.simulate_gmm [options]`` is ``ncgrok simulate gmm
+    [options]`` (same options, one-line errors, exit status 2 on a user mistake)."""
+    from ncgrok.cli import main as ncgrok_main
+
+    return ncgrok_main(["simulate", "gmm", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

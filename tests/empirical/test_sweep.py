@@ -92,9 +92,9 @@ def test_existing_directory_needs_resume_and_same_settings(tmp_path):
         ({"lrs": (0.0,)}, "lr must be > 0"),
         ({"weight_decays": (-0.1,)}, "weight_decay must be >= 0"),
         ({"seeds": ()}, "seeds needs at least one"),
-        ({"batch_size": 100}, "batch_size"),
+        ({"batch_size": 100}, "--batch-size"),
         ({"delta": 1.5}, "delta"),
-        ({"snapshot_steps": (99,)}, "snapshot_steps"),
+        ({"snapshot_steps": (99,)}, "--snapshot-steps"),
         ({"ib_every": 0}, "ib_every"),
     ],
 )
@@ -135,7 +135,7 @@ def test_cli_reports_bad_values_in_one_line(tmp_path, capsys):
     status = ncgrok.main(["sweep", "--out", str(tmp_path / "x"), "--lr", "-1", "--steps", "5"])
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "lr must be > 0" in err[0]
+    assert len(err) == 1 and "--lr: must be a finite number > 0" in err[0]
 
 
 def test_measure_ib_adds_information_columns(tmp_path):
