@@ -6,8 +6,9 @@ increasing) and of train accuracy, test accuracy (fractions in ``[0, 1]``) and R
 **Definitions.** Every threshold is a keyword argument of :func:`grokking_onset` (and of
 :func:`fit_events` for the training-accuracy events); defaults in parentheses.
 
-* **Fit time** ``t_fit`` (:func:`fit_time`, ``GrokkingOnset.fit_step``): the first logged step with
-  train accuracy ``>= fit_threshold`` (0.99).
+* **Fit step** ``t_fit`` (:func:`first_fit_step`, ``GrokkingOnset.fit_step``): the first logged step
+  with train accuracy ``>= fit_threshold`` (0.99). An observed step, not the predicted fitting time
+  ``tau1`` of :func:`theory.timescales.fit_time`.
 * **Fit episodes, collapses, re-fits** (:func:`fit_events`). Train accuracy is followed with
   hysteresis: an *episode* starts at a logged step where it reaches ``near_fit_threshold`` (0.9) and
   ends with a **fit collapse** at the first later logged step where it falls below
@@ -51,7 +52,11 @@ the fit. Thm. 4.3 is a *lower bound*, for gradient descent, on the steps until R
 says nothing directly about test accuracy. The **scaling law** (slope ``-1`` of
 ``log(t_grok - t_fit)`` on ``log(lambda)``) and the **calibrated** onset ``t_fit + C / (eta lambda)``
 compared by :func:`summarize_onsets` are **our reconstruction** (R6) with Thm. 4.3's time scale, not
-predictions of the paper; under AdamW they are hypotheses to test.
+predictions of the paper; under AdamW they are hypotheses to test (:data:`ADAMW_CAVEAT`; for
+gradient descent :data:`GD_CAVEAT`).
+
+The same definitions in words, with the thresholds in force, are :func:`onset_definitions` (printed
+by ``ncgrok onset`` and stored in its JSON).
 """
 from __future__ import annotations
 
@@ -72,13 +77,66 @@ __all__ = [
     "OnsetSummary",
     "FitEvents",
     "fit_events",
-    "fit_time",
+    "FIT_THRESHOLD",
+    "RNC1_FRACTION",
+    "ADAMW_CAVEAT",
+    "GD_CAVEAT",
+    "onset_definitions",
+    "first_fit_step",
     "grokking_onset",
     "rnc1_drop_time",
     "summarize_onsets",
 ]
 
 STATUSES = ("grokked", "censored", "never_fit", "never_grokked", "no_gap")
+
+# Defaults of the definitions (module docstring); the functions below and onset_definitions use them.
+FIT_THRESHOLD = 0.99
+NEAR_FIT_THRESHOLD = 0.9
+COLLAPSE_THRESHOLD = 0.7
+PLATEAU_POINTS = 3
+FINAL_POINTS = 5
+SUSTAIN = 5
+MIN_GAIN = 0.05
+GENERALIZED_ACCURACY = 0.8
+CENSOR_FRACTION = 0.5
+RNC1_FRACTION = 0.1
+
+ADAMW_CAVEAT = (
+    "AdamW: decoupled weight decay multiplies every weight by (1 - eta lambda) per step, so the "
+    "1/(eta lambda) time scale of the shrinkage is exact; the balancedness/UFM identities behind "
+    "Thm. 4.3 (a gradient-descent bound) are not exact under Adam's preconditioning, so the R6 law, our "
+    "reconstruction, is a hypothesis tested here, not a consequence of the theorem."
+)
+GD_CAVEAT = (
+    "SGD: Thm. 4.3 is stated for full-batch gradient descent, as a lower bound on the steps until RNC1 "
+    "is small; the onset form t_fit + C/(eta lambda) is our reconstruction (R6)."
+)
+
+
+def onset_definitions(*, fit_threshold: float = FIT_THRESHOLD, rnc1_fraction: float = RNC1_FRACTION) -> dict[str, str]:
+    """Every reported onset quantity defined in words (the module docstring's definitions at the
+    default windows and event thresholds, with the given ``fit_threshold`` and ``rnc1_fraction``)."""
+    return {
+        "fit_step": f"first logged step with train accuracy >= {fit_threshold:g}",
+        "onset_step": "first logged step at or after the fit where test accuracy >= plateau + (final - plateau)/2, "
+                      f"with a strict majority of the {SUSTAIN} logs from there also above (empirical.onset)",
+        "plateau": f"median test accuracy over the fit log and the next {PLATEAU_POINTS - 1}",
+        "final": f"median test accuracy over the last {FINAL_POINTS} logs",
+        "status": f"grokked if final - plateau >= {MIN_GAIN:g} and the rise has finished; censored if test accuracy "
+                  f"still climbs at the last log at >= {CENSOR_FRACTION:g} x the rise's central rate; else no_gap "
+                  f"(plateau >= {GENERALIZED_ACCURACY:g}) or never_grokked; never_fit if train accuracy never "
+                  "reached the fit threshold",
+        "first_fit": f"first fit, or the start of a fit attempt (train accuracy >= {NEAR_FIT_THRESHOLD:g}) that "
+                     f"collapsed below {COLLAPSE_THRESHOLD:g} before reaching the fit threshold",
+        "last_refit": "fit step of the episode after the last collapse (None if the run never fits again)",
+        "fit_collapses": f"times train accuracy fell below {COLLAPSE_THRESHOLD:g} after reaching {NEAR_FIT_THRESHOLD:g}",
+        "last_step": "last logged step (the onset of a censored or never_grokked run is later)",
+        "rnc1_drop_step": f"first logged step after the fit with RNC1 <= {rnc1_fraction:g} x RNC1 at the fit",
+        "delay": "onset_step - fit_step",
+        "prediction": "t_fit + C / (lr * weight_decay), C fitted on the calibration weight decay (R6, our "
+                      "reconstruction with the time scale of Thm. 4.3)",
+    }
 
 
 # ---------------------------------------------------------------------------------------------
@@ -125,8 +183,11 @@ def _fit_index(train_acc: np.ndarray, threshold: float) -> int | None:
     return int(hits[0]) if hits.size else None
 
 
-def fit_time(steps: Any, train_acc: Any, *, threshold: float = 0.99) -> int | float | None:
-    """First logged step with train accuracy ``>= threshold``; ``None`` if the run never fits (R6 ``t_fit``)."""
+def first_fit_step(steps: Any, train_acc: Any, *, threshold: float = FIT_THRESHOLD) -> int | float | None:
+    """First logged step with train accuracy ``>= threshold``; ``None`` if the run never fits.
+
+    The observed ``t_fit`` of R6 (a logged step), not the predicted fitting time ``tau1`` of
+    :func:`theory.timescales.fit_time`."""
     steps = _steps(steps)
     train_acc = _curve("train_acc", train_acc, steps.size, accuracy=True)
     threshold = as_scalar("threshold", threshold, closed_unit=True)
@@ -189,9 +250,9 @@ def fit_events(
     steps: Any,
     train_acc: Any,
     *,
-    fit_threshold: float = 0.99,
-    near_fit_threshold: float = 0.9,
-    collapse_threshold: float = 0.7,
+    fit_threshold: float = FIT_THRESHOLD,
+    near_fit_threshold: float = NEAR_FIT_THRESHOLD,
+    collapse_threshold: float = COLLAPSE_THRESHOLD,
 ) -> FitEvents:
     """First fit, last re-fit and the training-accuracy collapses of one run (module docstring).
 
@@ -282,15 +343,15 @@ def grokking_onset(
     train_acc: Any,
     test_acc: Any,
     *,
-    fit_threshold: float = 0.99,
-    near_fit_threshold: float = 0.9,
-    collapse_threshold: float = 0.7,
-    plateau_points: int = 3,
-    final_points: int = 5,
-    sustain: int = 5,
-    min_gain: float = 0.05,
-    generalized_accuracy: float = 0.8,
-    censor_fraction: float = 0.5,
+    fit_threshold: float = FIT_THRESHOLD,
+    near_fit_threshold: float = NEAR_FIT_THRESHOLD,
+    collapse_threshold: float = COLLAPSE_THRESHOLD,
+    plateau_points: int = PLATEAU_POINTS,
+    final_points: int = FINAL_POINTS,
+    sustain: int = SUSTAIN,
+    min_gain: float = MIN_GAIN,
+    generalized_accuracy: float = GENERALIZED_ACCURACY,
+    censor_fraction: float = CENSOR_FRACTION,
 ) -> GrokkingOnset:
     """Fit events, post-fit plateau, final accuracy, onset step and status of one run (R6).
 
@@ -337,7 +398,7 @@ def grokking_onset(
 
 
 def rnc1_drop_time(
-    steps: Any, rnc1: Any, *, fit_step: Any, fraction: float = 0.1, sustain: int = 1
+    steps: Any, rnc1: Any, *, fit_step: Any, fraction: float = RNC1_FRACTION, sustain: int = 1
 ) -> int | float | None:
     """First logged step after ``fit_step`` where RNC1 ``<= fraction`` x its value at the fit.
 

@@ -9,7 +9,7 @@ import pytest
 from ncgrok.empirical.onset import (
     GrokkingOnset,
     OnsetRecord,
-    fit_time,
+    first_fit_step,
     grokking_onset,
     rnc1_drop_time,
     summarize_onsets,
@@ -47,16 +47,16 @@ def first_logged_at_or_after(steps: np.ndarray, value: float) -> float:
 def test_fit_time_is_first_logged_step_above_threshold():
     steps = np.array([0, 10, 20, 30, 40])
     train = np.array([0.1, 0.5, 0.989, 0.99, 1.0])
-    assert fit_time(steps, train) == 30
-    assert fit_time(steps, train, threshold=0.5) == 10
-    assert fit_time(steps, np.full(5, 0.98)) is None
+    assert first_fit_step(steps, train) == 30
+    assert first_fit_step(steps, train, threshold=0.5) == 10
+    assert first_fit_step(steps, np.full(5, 0.98)) is None
 
 
 def test_inputs_are_validated_with_the_argument_named():
     with pytest.raises(ValueError, match="steps"):
-        fit_time([0, 10, 10], [0.1, 0.2, 0.3])
+        first_fit_step([0, 10, 10], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="train_acc"):
-        fit_time([0, 10, 20], [10.0, 50.0, 99.0])  # percentages
+        first_fit_step([0, 10, 20], [10.0, 50.0, 99.0])  # percentages
     with pytest.raises(ValueError, match="test_acc"):
         grokking_onset([0, 1, 2], [0.1, 1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="test_acc"):
