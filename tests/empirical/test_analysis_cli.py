@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -206,13 +207,15 @@ def test_figures_writes_pngs_and_skips_what_is_missing(sweep, tmp_path, capsys):
 
 
 def test_information_figure_needs_the_ib_columns_and_writes_each_format(sweep, tmp_path):
-    from ncgrok.empirical.analysis import load_sweep
     from ncgrok.empirical.figures import information_figure
+    from ncgrok.empirical.report import analyze_sweep
 
+    (plain,) = analyze_sweep(sweep, margins=False).learning_rates
     with pytest.raises(ValueError, match="--measure-ib"):
-        information_figure(load_sweep(sweep), tmp_path / "none.png")
-    runs = load_sweep(write_synthetic_sweep(tmp_path / "ib", information=True))
-    paths = information_figure(runs, tmp_path / "figs" / "fig4", formats=("png", "pdf"))
+        information_figure(plain, tmp_path / "none.png")
+    (curves,) = analyze_sweep(write_synthetic_sweep(tmp_path / "ib", information=True), margins=False).learning_rates
+    assert curves.information and curves.ib_bounds
+    paths = information_figure(curves, tmp_path / "figs" / "fig4", formats=("png", "pdf"))
     assert paths == [tmp_path / "figs" / "fig4.png", tmp_path / "figs" / "fig4.pdf"]
     assert paths[0].read_bytes()[:8] == PNG_HEADER and paths[1].read_bytes()[:5] == b"%PDF-"
 
@@ -222,7 +225,8 @@ def test_information_figure_needs_the_ib_columns_and_writes_each_format(sweep, t
 
 
 def test_check_bounds_counts_violations_and_ratios():
-    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
+    from ncgrok.empirical.runs import Run
+    from ncgrok.empirical.bound_checks import bound_check_lines, check_bounds
 
     test_acc = np.array([0.1, 0.5, 0.8, 0.9, 1.0])  # errors 0.9, 0.5, 0.2, 0.1, 0
     bound = np.array([1.8, 0.4, 0.6, 0.3, 0.05])  # ratios 2, 0.8 (violation), 3, 3, - (zero error)
@@ -246,7 +250,8 @@ def test_check_bounds_counts_violations_and_ratios():
 
 
 def test_information_check_counts_violations_and_trend():
-    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
+    from ncgrok.empirical.runs import Run
+    from ncgrok.empirical.bound_checks import bound_check_lines, check_bounds
 
     steps = np.array([0, 10, 20, 30])
     metrics = {"step": steps, "test_acc": np.full(4, 0.5), "ib_bound_logdet": np.array([4.0, 3.0, 2.0, 1.0]),
@@ -264,16 +269,20 @@ def test_information_check_counts_violations_and_trend():
 
 
 def test_seed_band_on_uneven_runs():
-    from ncgrok.empirical.analysis import Run, seed_band
+    from ncgrok.empirical.runs import Run
+    from ncgrok.empirical.bands import seed_band
 
     a = Run("a", Path("a"), 0, LR, 0.1, "adamw", {}, {"step": np.array([0, 1, 2]), "x": np.array([1.0, 2.0, 3.0])})
     b = Run("b", Path("b"), 1, LR, 0.1, "adamw", {}, {"step": np.array([0, 2]), "x": np.array([3.0, np.nan])})
     band = seed_band([a, b], "x")
     assert band.steps.tolist() == [0, 1, 2] and band.count.tolist() == [2, 1, 1]
-    assert band.mean.tolist() == [2.0, 2.0, 3.0] and band.low.tolist() == [1.0, 2.0, 3.0]
-    assert band.high.tolist() == [3.0, 2.0, 3.0]
-    std = seed_band([a, b], "x", band="std")
-    assert std.high[0] == pytest.approx(2.0 + math.sqrt(2.0)) and std.low[1] == 2.0
+    low, high = band.interval("minmax")
+    assert band.mean.tolist() == [2.0, 2.0, 3.0] and low.tolist() == [1.0, 2.0, 3.0]
+    assert high.tolist() == [3.0, 2.0, 3.0]
+    low, high = band.interval("std")
+    assert high[0] == pytest.approx(2.0 + math.sqrt(2.0)) and low[1] == 2.0 and high[1] == 2.0
+    with pytest.raises(ValueError, match="band"):
+        band.interval("range")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,9 +308,10 @@ def tiny_split(seed: int = 0, num_classes: int = 3) -> SimpleNamespace:
 def test_margins_from_snapshots_of_a_real_sweep(tmp_path):
     import torch
 
-    from ncgrok.empirical.analysis import load_run, load_snapshot, margin_data
     from ncgrok.empirical.figures import make_figures
-    from ncgrok.empirical.runs import read_metrics
+    from ncgrok.empirical.margins import margin_data
+    from ncgrok.empirical.report import analyze_sweep
+    from ncgrok.empirical.runs import load_run, load_snapshot, read_metrics
     from ncgrok.empirical.sweep import SweepConfig, run_sweep
 
     split = tiny_split()
@@ -336,7 +346,10 @@ def test_margins_from_snapshots_of_a_real_sweep(tmp_path):
     rows = data.summary()
     assert len(rows) == 8 and all(0.0 <= row["correct_side_fraction"] <= 1.0 for row in rows)
 
-    report = make_figures(result.out_dir, tmp_path / "figs", split=split, margin_classes=(0, 2))
+    report = analyze_sweep(result.out_dir, split=split, margin_classes=(0, 2))
+    assert report.margins.summary() == rows  # the report's margins are margin_data's
+    shutil.rmtree(result.out_dir)  # Fig. 2 is drawn from the report, without the snapshots
+    paths = make_figures(report, tmp_path / "figs")
     margin_png = tmp_path / "figs" / "fig2_margins.png"
-    assert margin_png in report.paths and margin_png.read_bytes()[:8] == PNG_HEADER
+    assert margin_png in paths and margin_png.read_bytes()[:8] == PNG_HEADER
     assert not any("Fig. 2" in note for note in report.notes)

@@ -44,7 +44,7 @@ def first_logged_at_or_after(steps: np.ndarray, value: float) -> float:
 # fit time
 
 
-def test_fit_time_is_first_logged_step_above_threshold():
+def test_first_fit_step_is_the_first_logged_step_above_threshold():
     steps = np.array([0, 10, 20, 30, 40])
     train = np.array([0.1, 0.5, 0.989, 0.99, 1.0])
     assert first_fit_step(steps, train) == 30
