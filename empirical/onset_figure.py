@@ -77,6 +77,8 @@ def onset_figure(
             missing = []
             if row.num_never_fit:
                 missing.append(f"{row.num_never_fit} never fit")
+            if row.num_censored:
+                missing.append(f"{row.num_censored} censored")
             if row.num_never_grokked:
                 missing.append(f"{row.num_never_grokked} never grokked")
             if row.num_no_gap:

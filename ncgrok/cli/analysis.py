@@ -164,12 +164,14 @@ def _onset_text(path: Path, analysis: Any) -> list[str]:
     lines += _table(rows)
     for lr, summary in analysis.summaries:
         lines += ["", f"per weight decay (lr {lr:g}; delay = onset - fit over grokked seeds; std with ddof 1):"]
-        rows = [("lambda", "runs", "grokked", "never_fit", "never_grok", "no_gap", "delay_mean", "delay_std",
-                 "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset", "onset_err")]
+        rows = [("lambda", "runs", "grokked", "censored", "never_fit", "never_grok", "no_gap", "delay_mean",
+                 "delay_std", "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset",
+                 "onset_err")]
         for row in summary.rows:
             rows.append((
-                f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_never_fit),
-                str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean), _number(row.delay_std),
+                f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_censored),
+                str(row.num_never_fit), str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean),
+                _number(row.delay_std),
                 _number(row.delay_min), _number(row.delay_max), _number(row.predicted_delay),
                 _percent(row.delay_relative_error), _number(row.onset_mean), _number(row.predicted_onset),
                 _percent(row.onset_relative_error),
