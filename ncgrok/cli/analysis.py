@@ -14,9 +14,9 @@ from ncgrok.empirical.runs import json_safe
 _ONSET_DESCRIPTION = (
     "Per run, at the default thresholds (--fit-threshold, --rnc1-fraction): "
     + "; ".join(f"{key} = {text}" for key, text in onset_definitions().items())
-    + ". Per weight decay: mean, std, min and max over seeds of the delay, and how many runs never fitted or never "
-    "grokked (counted, never dropped). Then the R6 predictions of Thm. 4.3 (rates published, exact form "
-    "reconstructed): the log-log slope of the delay on lambda with its confidence interval (predicted -1), and the "
+    + ". Per weight decay: mean, std, min and max over seeds of the delay, and how many runs were censored, never "
+    "fitted or never grokked (counted, never dropped). Then the R6 law (our reconstruction with the time scale of "
+    "Thm. 4.3): the log-log slope of the delay on lambda with its confidence interval (predicted -1), and the "
     "prediction with C fitted on one weight decay."
 )
 
