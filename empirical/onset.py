@@ -51,7 +51,7 @@ grokking earlier and the gap shorter, and RNC1 falls with the rise of test accur
 the fit. Thm. 4.3 is a *lower bound*, for gradient descent, on the steps until RNC1 is small; it
 says nothing directly about test accuracy. The **scaling law** (slope ``-1`` of
 ``log(t_grok - t_fit)`` on ``log(lambda)``) and the **calibrated** onset ``t_fit + C / (eta lambda)``
-compared by :func:`summarize_onsets` are **our reconstruction** (R6) with Thm. 4.3's time scale, not
+compared by ``empirical.onset_analysis.summarize_onsets`` are **our reconstruction** (R6) with Thm. 4.3's time scale, not
 predictions of the paper; under AdamW they are hypotheses to test (:data:`ADAMW_CAVEAT`; for
 gradient descent :data:`GD_CAVEAT`).
 
@@ -61,20 +61,16 @@ by ``ncgrok onset`` and stored in its JSON).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ncgrok.theory._validation import as_array, as_count, as_scalar
-from ncgrok.theory.timescales import LogLogFit, fit_loglog_slope, fit_onset_constant, predicted_onset
 
 __all__ = [
     "STATUSES",
     "GrokkingOnset",
-    "OnsetRecord",
-    "WeightDecaySummary",
-    "OnsetSummary",
     "FitEvents",
     "fit_events",
     "FIT_THRESHOLD",
@@ -424,197 +420,3 @@ def rnc1_drop_time(
     target = fraction * rnc1[fit_index]
     index = _sustained_crossing(rnc1 <= target, fit_index + 1, sustain)
     return None if index is None else _step_value(steps, index)
-
-
-# ---------------------------------------------------------------------------------------------
-# Sweep summary
-
-
-@dataclass(frozen=True)
-class OnsetRecord:
-    """One run of a sweep: its weight decay, seed and :class:`GrokkingOnset`."""
-
-    weight_decay: float
-    seed: int
-    result: GrokkingOnset
-
-
-@dataclass(frozen=True)
-class WeightDecaySummary:
-    """Onsets of all seeds at one weight decay.
-
-    Every run is counted in ``num_runs`` and in exactly one of the status counts. Delay statistics
-    (``t_grok - t_fit`` in steps) are over grokked runs only: mean, sample std (``ddof = 1``; NaN with
-    fewer than two grokked runs), min and max; NaN when no run grokked. ``fit_mean``/``onset_mean``
-    are over grokked runs too. ``predicted_onset`` is ``fit_mean + C / (lr weight_decay)``,
-    ``predicted_delay`` is ``C / (lr weight_decay)``; ``onset_relative_error`` is
-    ``(predicted_onset - onset_mean) / onset_mean`` and ``delay_relative_error`` is
-    ``(predicted_delay - delay_mean) / delay_mean`` (zero by construction at the calibration weight
-    decay). Predictions are NaN when there is no calibration or no grokked run here.
-    """
-
-    weight_decay: float
-    num_runs: int
-    num_grokked: int
-    num_never_fit: int
-    num_never_grokked: int
-    num_no_gap: int
-    delay_mean: float
-    delay_std: float
-    delay_min: float
-    delay_max: float
-    fit_mean: float
-    onset_mean: float
-    predicted_onset: float
-    predicted_delay: float
-    onset_relative_error: float
-    delay_relative_error: float
-    seeds: tuple[int, ...] = field(default=())
-    num_censored: int = 0
-
-
-@dataclass(frozen=True)
-class OnsetSummary:
-    """Per-weight-decay rows (ascending ``weight_decay``), the log-log slope fit and the calibration.
-
-    ``slope_fit`` is :func:`theory.timescales.fit_loglog_slope` on the per-seed delays of grokked
-    runs (repeated weight decays; ``None`` with fewer than two distinct weight decays that grokked).
-    ``onset_constant`` is ``C`` from :func:`theory.timescales.fit_onset_constant` on the grokked seeds
-    at ``calibration_weight_decay`` (``None`` when no weight decay grokked).
-    ``slope_excluded`` counts grokked runs with zero delay (onset at the fit log), which have no
-    logarithm and are left out of the slope fit (but not of the rows).
-    """
-
-    rows: tuple[WeightDecaySummary, ...]
-    slope_fit: LogLogFit | None
-    calibration_weight_decay: float | None
-    onset_constant: float | None
-    lr: float
-    slope_excluded: int = 0
-
-
-def _record(item: Any, index: int) -> OnsetRecord:
-    if isinstance(item, OnsetRecord):
-        return item
-    if isinstance(item, Mapping):
-        try:
-            return OnsetRecord(float(item["weight_decay"]), int(item.get("seed", index)), item["result"])
-        except KeyError as error:
-            raise ValueError(f"records[{index}] lacks the key {error.args[0]!r} (need weight_decay, result)") from None
-    raise ValueError(f"records[{index}] must be an OnsetRecord or a mapping, got {type(item).__name__}")
-
-
-def summarize_onsets(
-    records: Iterable[Any],
-    *,
-    lr: float,
-    calibrate_on: float | None = None,
-    confidence: float = 0.95,
-) -> OnsetSummary:
-    """Summarise onsets of a weight-decay sweep and compare them with our reconstructed R6 onset law.
-
-    ``records`` are :class:`OnsetRecord` s (or mappings with ``weight_decay``, ``seed``, ``result``).
-    ``lr`` is the step size ``eta`` of the prediction ``C / (eta lambda)``. ``calibrate_on`` is the
-    weight decay whose grokked seeds fix ``C`` (least squares, i.e. ``C = mean delay x eta lambda``);
-    by default the middle one of the weight decays with at least one grokked run, in ascending order
-    (the lower middle for an even count: 0.01 for the paper's sweep 0.001 ... 0.3). Every run is
-    counted; runs that never fitted or never grokked appear in the status counts, never silently
-    dropped.
-    """
-    lr = as_scalar("lr", lr, positive=True)
-    confidence = as_scalar("confidence", confidence, open_unit=True)
-    items = [_record(item, index) for index, item in enumerate(records)]
-    if not items:
-        raise ValueError("records is empty; pass at least one run")
-    for index, item in enumerate(items):
-        as_scalar(f"records[{index}].weight_decay", item.weight_decay, positive=True)
-        if not isinstance(item.result, GrokkingOnset):
-            raise ValueError(f"records[{index}].result must be a GrokkingOnset, got {type(item.result).__name__}")
-        if item.result.status not in STATUSES:
-            raise ValueError(f"records[{index}] has unknown status {item.result.status!r}")
-
-    decays = sorted({float(item.weight_decay) for item in items})
-    groups = {decay: [item for item in items if float(item.weight_decay) == decay] for decay in decays}
-    grokked = {decay: [item.result for item in group if item.result.status == "grokked"] for decay, group in groups.items()}
-    grokked_decays = [decay for decay in decays if grokked[decay]]
-
-    # Scaling law on per-seed delays.
-    # A zero delay (onset at the fit log itself) has no logarithm: such runs are left out of the
-    # slope fit only, and counted in ``slope_excluded``.
-    pairs = [(decay, result.delay) for decay in grokked_decays for result in grokked[decay]]
-    positive = [(decay, delay) for decay, delay in pairs if delay > 0]
-    slope = None
-    if len({decay for decay, _ in positive}) >= 2:
-        slope = fit_loglog_slope([d for d, _ in positive], [t for _, t in positive], confidence=confidence)
-
-    # Calibration of C on one weight decay.
-    constant = None
-    calibration = None
-    if calibrate_on is not None:
-        calibration = as_scalar("calibrate_on", calibrate_on, positive=True)
-        if calibration not in grokked:
-            raise ValueError(f"calibrate_on = {calibration:g} is not a weight decay of the records ({decays})")
-        if not grokked[calibration]:
-            raise ValueError(f"calibrate_on = {calibration:g}: no run grokked there, so C cannot be fitted")
-    elif grokked_decays:
-        calibration = grokked_decays[(len(grokked_decays) - 1) // 2]
-    if calibration is not None:
-        runs = grokked[calibration]
-        constant = fit_onset_constant(
-            [calibration] * len(runs),
-            [result.onset_step for result in runs],
-            lr=lr,
-            fit_times=[result.fit_step for result in runs],
-        )
-
-    rows = []
-    nan = math.nan
-    for decay in decays:
-        group = groups[decay]
-        results = grokked[decay]
-        counts = {status: sum(item.result.status == status for item in group) for status in STATUSES}
-        delays = np.array([result.delay for result in results], dtype=float)
-        fits = np.array([result.fit_step for result in results], dtype=float)
-        onsets = np.array([result.onset_step for result in results], dtype=float)
-        if delays.size:
-            delay_mean, delay_min, delay_max = float(delays.mean()), float(delays.min()), float(delays.max())
-            delay_std = float(delays.std(ddof=1)) if delays.size > 1 else nan
-            fit_mean, onset_mean = float(fits.mean()), float(onsets.mean())
-        else:
-            delay_mean = delay_std = delay_min = delay_max = fit_mean = onset_mean = nan
-        predicted = predicted_delay = onset_error = delay_error = nan
-        if constant is not None and delays.size:
-            predicted = float(predicted_onset(decay, lr=lr, fit_time=fit_mean, constant=constant))
-            predicted_delay = predicted - fit_mean
-            onset_error = (predicted - onset_mean) / onset_mean if onset_mean else nan
-            delay_error = (predicted_delay - delay_mean) / delay_mean if delay_mean else nan
-        rows.append(
-            WeightDecaySummary(
-                weight_decay=decay,
-                num_runs=len(group),
-                num_grokked=counts["grokked"],
-                num_never_fit=counts["never_fit"],
-                num_never_grokked=counts["never_grokked"],
-                num_no_gap=counts["no_gap"],
-                num_censored=counts["censored"],
-                delay_mean=delay_mean,
-                delay_std=delay_std,
-                delay_min=delay_min,
-                delay_max=delay_max,
-                fit_mean=fit_mean,
-                onset_mean=onset_mean,
-                predicted_onset=predicted,
-                predicted_delay=predicted_delay,
-                onset_relative_error=onset_error,
-                delay_relative_error=delay_error,
-                seeds=tuple(int(item.seed) for item in group),
-            )
-        )
-    return OnsetSummary(
-        rows=tuple(rows),
-        slope_fit=slope,
-        calibration_weight_decay=calibration,
-        onset_constant=constant,
-        lr=lr,
-        slope_excluded=len(pairs) - len(positive),
-    )
