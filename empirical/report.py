@@ -6,8 +6,8 @@
   Thm. 4.3, exact form reconstructed),
 * the seed bands of the curves of the paper's Figs. 3 and 4 per (learning rate, weight decay)
   (``empirical.bands``),
-* the R1/R4/R2 bound checks and the curves they compare (``empirical.bound_checks``; Thms. 3.2,
-  4.1, 3.4),
+* the claims ledger (``empirical.ledger``: every checked claim with a verdict that can fail) and the
+  curves behind the R1/R4 claims (``empirical.bound_checks``; Thms. 3.2, 4.1),
 * the Fig. 2 margins of one run with two model snapshots (``empirical.margins``; this loads the data
   and rebuilds the network, so it can be switched off),
 
@@ -24,7 +24,9 @@ from typing import Any, Mapping, Sequence
 
 from ncgrok.empirical.runs import Run, load_run_split, load_sweep, snapshot_steps
 from ncgrok.empirical.bands import SeedBand, group_runs, has_columns, seed_band
-from ncgrok.empirical.bound_checks import BoundCheck, BoundCurves, bound_curves, check_bounds
+from ncgrok.empirical.bound_checks import BoundCurves, bound_curves
+from ncgrok.empirical.ledger.core import ClaimResult, RunCurves
+from ncgrok.empirical.ledger.runner import run_checks
 from ncgrok.empirical.margins import MarginData, margin_data
 from ncgrok.empirical.onset import FIT_THRESHOLD, RNC1_FRACTION
 from ncgrok.empirical.onset_analysis import OnsetAnalysis, analyze_onsets, onset_analysis_dict
@@ -82,7 +84,7 @@ class SweepReport:
     """Everything derived from one sweep directory (see the module docstring).
 
     ``onsets`` is ``None`` when the onset definitions could not be applied (``onset_error`` says
-    why). ``bound_curves`` and ``bound_checks`` are per run, ordered by (lr, weight decay, seed).
+    why). ``bound_curves`` are per run, ordered by (lr, weight decay, seed); ``claims`` is the ledger.
     ``margins`` is ``None`` when Fig. 2 was not computed. ``notes`` say what was skipped and why.
     """
 
@@ -91,7 +93,7 @@ class SweepReport:
     onsets: OnsetAnalysis | None
     onset_error: str | None
     bound_curves: tuple[BoundCurves, ...]
-    bound_checks: tuple[BoundCheck, ...]
+    claims: tuple[ClaimResult, ...]
     margins: MarginData | None
     notes: tuple[str, ...]
 
@@ -121,7 +123,7 @@ class SweepReport:
             "learning_rates": learning_rates,
             "onsets": None if self.onsets is None else onset_analysis_dict(self.onsets),
             "onset_error": self.onset_error,
-            "bound_checks": [dataclasses.asdict(check) for check in self.bound_checks],
+            "claims": [claim.to_json() for claim in self.claims],
             "margins": None if self.margins is None else _margins_json(self.margins, arrays=arrays),
             "notes": list(self.notes),
         }
@@ -241,7 +243,7 @@ def analyze_sweep(
         onsets=onsets,
         onset_error=onset_error,
         bound_curves=tuple(bound_curves(run) for run in ordered),
-        bound_checks=tuple(check_bounds(run) for run in runs),
+        claims=tuple(run_checks([RunCurves.from_run(run) for run in runs])),
         margins=margin,
         notes=tuple(notes),
     )

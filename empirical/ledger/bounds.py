@@ -15,7 +15,7 @@ Each check reads the ``metrics.csv`` columns written by :mod:`ncgrok.empirical.m
   maximum) over the runs that tested the claim. The range does not shrink when seeds are copies.
 
 Times: the *fit* is the first logged step with train accuracy at or above ``fit_threshold``
-(:func:`ncgrok.empirical.onset.fit_time`); "after the fit" means the logged steps from it on; the
+(:func:`ncgrok.empirical.onset.first_fit_step`); "after the fit" means the logged steps from it on; the
 *end* value of a curve is the median of its last ``end_points`` finite logged values. Every threshold
 is a field of :class:`BoundCriteria`, fixed before the data are read.
 """
@@ -28,7 +28,7 @@ import numpy as np
 from scipy.stats import spearmanr
 
 from ncgrok.empirical.ledger.core import VERDICTS, ClaimResult, RunCurves, Source
-from ncgrok.empirical.onset import fit_time, grokking_onset
+from ncgrok.empirical.onset import first_fit_step, grokking_onset
 
 __all__ = [
     "BoundCriteria",
@@ -92,7 +92,7 @@ def _fit_index(run: RunCurves, criteria: BoundCriteria) -> int | None:
     finite = np.isfinite(accuracy)
     if not finite.any():
         return None
-    step = fit_time(steps[finite], accuracy[finite], threshold=criteria.fit_threshold)
+    step = first_fit_step(steps[finite], accuracy[finite], threshold=criteria.fit_threshold)
     return None if step is None else int(np.flatnonzero(steps == step)[0])
 
 

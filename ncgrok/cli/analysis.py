@@ -218,7 +218,7 @@ def _run_figures(args: argparse.Namespace) -> int:
             "band": args.band,
             "paths": [str(path) for path in paths],
             "notes": data["notes"],
-            "bound_checks": data["bound_checks"],
+            "claims": data["claims"],
             "margins": data["margins"],
         }
         print(json.dumps(json_safe(payload)))
@@ -229,18 +229,14 @@ def _run_figures(args: argparse.Namespace) -> int:
 
 
 def _figures_text(paths: list[Path], report: Any) -> list[str]:
-    from ncgrok.empirical.bound_checks import bound_check_lines
+    from ncgrok.empirical.ledger.runner import ledger_lines
 
     lines = [f"wrote {path}" for path in paths]
     lines += [f"note: {note}" for note in report.notes]
-    if report.bound_checks:
-        lines.append("bound checks (R1: cantelli_bound = Thm. 3.2 with held-out class statistics vs 1 - test_acc; "
-                     "R4: training rnc1_sup vs held-out unbiased heldout_within_var_sup +/- heldout_radius, "
-                     "the Thm. 4.1 radius of the held-out estimate of the population variance):")
-        for check in report.bound_checks:
-            first, *rest = bound_check_lines(check)
-            lines.append(f"  {check.name}: {first}")
-            lines.extend(f"  {' ' * len(check.name)}  {line}" for line in rest)
+    if report.claims:
+        lines.append("claims ledger (every checked claim, with a verdict that could have been the opposite; "
+                     "`ncgrok verify DIR --json` for the details):")
+        lines.extend(f"  {line}" for line in ledger_lines(report.claims))
     if report.margins is not None:
         a, b = report.margins.classes
         lines.append(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")
@@ -257,7 +253,7 @@ def _figures_text(paths: list[Path], report: Any) -> list[str]:
 def _run_grok(args: argparse.Namespace) -> int:
     import time
 
-    from ncgrok.cli.train import ProgressBar, summary_table
+    from ncgrok.cli.train import ProgressBar, run_onsets, summary_table
     from ncgrok.empirical.figures import make_figures
     from ncgrok.empirical.grok import GROK_STEPS, describe, grok_config, run_grok
     from ncgrok.empirical.report import analyze_sweep
@@ -288,7 +284,7 @@ def _run_grok(args: argparse.Namespace) -> int:
         return 0
     setting = describe(config)
     print("setting: " + ", ".join(f"{key}={value}" for key, value in setting.items()))
-    print(summary_table(result.sweep.summaries))
+    print(summary_table(result.sweep.summaries, run_onsets(result.sweep.run_dirs)))
     print()
     for line in _onset_text(args.out, onsets):
         print(line)

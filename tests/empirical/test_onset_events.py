@@ -4,7 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ncgrok.empirical.onset import FitEvents, fit_events, grokking_onset, summarize_onsets, OnsetRecord
+from ncgrok.empirical.onset import FitEvents, fit_events, grokking_onset
+from ncgrok.empirical.onset_analysis import OnsetRecord, summarize_onsets
 
 TOTAL = 100_000
 

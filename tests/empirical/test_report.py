@@ -100,12 +100,12 @@ def test_analyze_sweep_finds_the_planted_onsets_and_the_exact_law(planted):
         assert row.onset_mean == pytest.approx(np.mean([planted_onset(row.weight_decay, s) for s in (0, 1)]))
         assert row.onset_relative_error == pytest.approx(0.0, abs=1e-12)
         assert report.onsets.rnc1_drop_means[(LR, row.weight_decay)] == row.onset_mean
-    # bound checks: only the planted R1 violations and the planted R4 exit from the radius
-    checks = {check.name: check for check in report.bound_checks}
-    assert [name for name, check in checks.items() if not check.r1_holds] == [VIOLATING[0]]
-    assert checks[VIOLATING[0]].r1_violations == len(VIOLATING[1])
-    assert checks[OUTSIDE].r4_inside_fraction == 0.0
-    assert all(check.r4_inside_fraction == 1.0 for name, check in checks.items() if name != OUTSIDE)
+    # the ledger: every registered claim once, in registry order, each with a verdict
+    from ncgrok.empirical.ledger import CHECKS, VERDICTS
+
+    assert [claim.id for claim in report.claims] == list(CHECKS)
+    assert all(claim.verdict in VERDICTS for claim in report.claims)
+    assert [entry["id"] for entry in report.to_json()["claims"]] == list(CHECKS)
     # seed bands: mi_zx - mi_zy = 1 + seed, so each cell of seeds 0, 1, 2 has mean 2, range [1, 3]
     (curves,) = report.learning_rates
     assert curves.information and not curves.ib_bounds
