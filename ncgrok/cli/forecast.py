@@ -27,6 +27,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use only rows logged at or before this step (default: each run's last row)")
     parser.add_argument("--forecaster", choices=("variance-crossing", "r6-law"), default="variance-crossing",
                         help="which forecaster (default: variance-crossing)")
+    parser.add_argument("--signal", choices=("rnc1", "heldout_within_var", "nc2", "nc1"), default="rnc1",
+                        help="the contracting quantity variance-crossing extrapolates (default: rnc1, the training RNC1)")
     parser.add_argument("--calibrate-on", type=options.path_text, metavar="SWEEP", default=None,
                         help="more completed runs to calibrate on (e.g. an earlier sweep), besides the other runs given")
     parser.add_argument("--backtest", action="store_true",
@@ -52,10 +54,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.at is not None and not (math.isfinite(args.at) and args.at >= 0):
         raise ValueError(f"--at must be a step >= 0, got {args.at}")
+    settings = forecast.ForecastSettings(signal=args.signal)
     runs = _curves(args.path)
     extra = _curves(args.calibrate_on) if args.calibrate_on else []
     if args.backtest:
-        rows = forecast.backtest(runs + extra)
+        rows = forecast.backtest(runs + extra, settings=settings)
         summary = {"all": forecast.backtest_summary(rows), "halfway": forecast.backtest_summary(rows, halfway_only=True)}
         if args.json:
             print(json.dumps(json_safe({"backtest": summary, "rows": [
@@ -72,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
                       f" ({'-' if rel is None else f'{100 * rel:.0f}%'} of the delay); 80% interval coverage "
                       f"{'-' if cov is None else f'{100 * cov:.0f}%'}; other statuses {entry['other_statuses']}")
         return 0
-    results = forecast.forecast_runs(runs, at=args.at, forecaster=args.forecaster, calibration_runs=extra)
+    results = forecast.forecast_runs(runs, at=args.at, forecaster=args.forecaster, calibration_runs=extra,
+                                     settings=settings)
     if args.json:
         print(json.dumps(json_safe({"runs": [r.to_json() for r in results]})))
         return 0
