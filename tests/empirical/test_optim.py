@@ -33,6 +33,7 @@ BETAS, EPS = (0.8, 0.99), 1e-6
 
 @pytest.fixture(autouse=True, scope="module")
 def _single_thread():
+    """Tiny tensors: one thread avoids OpenMP stalls when the cores are shared (measured 27 s vs 1 s)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -90,11 +91,13 @@ def test_adamw_is_bitwise_torch_adamw(impl, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("momentum", [0.0, 0.9])
-def test_sgd_is_bitwise_torch_sgd(momentum, dtype):
+@pytest.mark.parametrize("impl, momentum", [("fused", 0.0), ("foreach", 0.0), ("foreach", 0.9)])
+def test_sgd_is_bitwise_torch_sgd(impl, momentum, dtype):
+    """The default torch.optim.SGD (single-tensor), with both implementations."""
     params = _stacked(dtype)
     grads = [torch.zeros_like(p) for p in params]
-    state = sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=momentum)
+    state = sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=momentum, impl=impl)
+    assert state.plan.impl == impl
 
     def make(tensors, r):
         return torch.optim.SGD(tensors, lr=LRS[r], weight_decay=DECAYS[r], momentum=momentum)
@@ -117,10 +120,11 @@ def _all_tensors(params, state):
     [
         (adamw_init, adamw_update, {"impl": "fused"}),
         (adamw_init, adamw_update, {"impl": "foreach"}),
-        (sgd_init, sgd_update, {"momentum": 0.0}),
+        (sgd_init, sgd_update, {"impl": "fused"}),
+        (sgd_init, sgd_update, {"impl": "foreach"}),
         (sgd_init, sgd_update, {"momentum": 0.9}),
     ],
-    ids=["adamw-fused", "adamw-foreach", "sgd", "sgd-momentum"],
+    ids=["adamw-fused", "adamw-foreach", "sgd-fused", "sgd-foreach", "sgd-momentum"],
 )
 def test_frozen_runs_stay_unchanged_and_the_others_are_unaffected(init, update, options):
     """Runs 1 and 4 (one of each consecutive pair) frozen after 3 steps, with non-finite gradients from then on: they keep every
@@ -175,3 +179,6 @@ def test_state_is_bound_to_its_tensors_and_inputs_are_checked():
         adamw_init(params, grads, lrs=LRS, weight_decays=DECAYS, impl="fast")
     with pytest.raises(ValueError, match="momentum"):
         sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=1.0)
+    with pytest.raises(ValueError, match="optimizer_impl='fused' for sgd needs momentum 0"):
+        sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=0.9, impl="fused")
+    assert sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=0.9).plan.impl == "foreach"
