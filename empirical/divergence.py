@@ -61,18 +61,18 @@ class Divergence(NamedTuple):
 
 
 class DivergenceState(NamedTuple):
-    """Per-run (R,) tensors on the training device (losses in float64)."""
+    """Per-run (R,) tensors on the training device (losses in the parameters' dtype)."""
 
     frozen: Tensor  # bool
     step: Tensor  # int64, completed steps when the run diverged; -1 if it has not
     loss: Tensor  # the batch loss that tripped the check
     last_loss: Tensor  # the batch loss of the last accepted step (nan before the first)
     initial: Tensor | None  # the first batch loss observed; None before the first observation
-    limit: Tensor | None  # factor * initial (the largest float64 where that is not a positive number)
+    limit: Tensor | None  # factor * initial, at most the dtype's largest number (that, if initial is not > 0)
 
 
-def divergence_init(num_runs: int, device: torch.device) -> DivergenceState:
-    nan = torch.full((num_runs,), math.nan, dtype=torch.float64, device=device)
+def divergence_init(num_runs: int, device: torch.device, dtype: torch.dtype) -> DivergenceState:
+    nan = torch.full((num_runs,), math.nan, dtype=dtype, device=device)
     return DivergenceState(
         frozen=torch.zeros(num_runs, dtype=torch.bool, device=device),
         step=torch.full((num_runs,), -1, dtype=torch.int64, device=device),
@@ -84,14 +84,13 @@ def divergence_init(num_runs: int, device: torch.device) -> DivergenceState:
 
 
 def _limit(initial: Tensor, factor: float) -> Tensor:
-    largest = torch.finfo(torch.float64).max
-    scaled = torch.clamp(initial * factor, max=largest)  # factor inf -> only non-finite losses count
+    largest = torch.finfo(initial.dtype).max
+    scaled = torch.clamp(initial * factor, max=largest)  # overflow or factor inf -> only non-finite losses count
     return torch.where(initial > 0, scaled, largest)  # a first loss of 0 (or nan) sets no explosion limit
 
 
 def divergence_observe(state: DivergenceState, losses: Tensor, step: int, factor: float) -> DivergenceState:
     """Fold in the batch losses (R,) of step ``step + 1`` (``step`` completed); no host synchronisation."""
-    losses = losses.to(torch.float64)
     if state.initial is None:
         initial = losses.clone()
         state = state._replace(initial=initial, limit=_limit(initial, factor))
@@ -130,14 +129,16 @@ def divergence_state_dict(state: DivergenceState) -> dict[str, Any]:
     return {k: (None if getattr(state, k) is None else getattr(state, k).to("cpu", copy=True)) for k in fields}
 
 
-def divergence_load(saved: dict[str, Any], num_runs: int, device: torch.device, factor: float) -> DivergenceState:
+def divergence_load(
+    saved: dict[str, Any], num_runs: int, device: torch.device, dtype: torch.dtype, factor: float
+) -> DivergenceState:
     """The state `divergence_state_dict` saved, on ``device``, its limit from ``factor``."""
-    fresh = divergence_init(num_runs, device)
+    fresh = divergence_init(num_runs, device, dtype)
     tensors = {}
     for key, like in zip(DivergenceState._fields[:4], fresh[:4]):
         value = saved[key]
         if value.shape != like.shape or value.dtype != like.dtype:
             raise ValueError(f"divergence state {key!r} must be {like.dtype} of shape {tuple(like.shape)}")
         tensors[key] = value.to(device)
-    initial = None if saved["initial"] is None else saved["initial"].to(device=device, dtype=torch.float64)
+    initial = None if saved["initial"] is None else saved["initial"].to(device=device, dtype=dtype)
     return DivergenceState(**tensors, initial=initial, limit=None if initial is None else _limit(initial, factor))

@@ -248,7 +248,7 @@ class BatchedTrainer:
             self._update = sgd_update
         self.optimizer_impl = self._optimizer_state.plan.impl
         self._losses = torch.zeros(len(runs), dtype=dtype, device=self.device)
-        self._divergence = divergence_init(len(runs), self.device)
+        self._divergence = divergence_init(len(runs), self.device, dtype)
         self._diverged: dict[int, Divergence] = {}
         # the loop backend's BatchNorm updates its running statistics in the forward pass
         self._saved_buffers = [torch.empty_like(b) for b in self._buffers] if backend == "loop" else []
@@ -528,7 +528,9 @@ class BatchedTrainer:
         self.step = int(state["step"])
         self._optimizer_state = self._optimizer_state._replace(count=self.step)
         if "divergence" in state:
-            self._divergence = divergence_load(state["divergence"], self.num_runs, self.device, self.divergence_factor)
+            self._divergence = divergence_load(
+                state["divergence"], self.num_runs, self.device, self.dtype, self.divergence_factor
+            )
         else:
-            self._divergence = divergence_init(self.num_runs, self.device)
+            self._divergence = divergence_init(self.num_runs, self.device, self.dtype)
         self._diverged = divergence_report(self._divergence)

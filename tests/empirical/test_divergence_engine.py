@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
-from ncgrok.empirical.divergence import DIVERGENCE_FACTOR
+from ncgrok.empirical.divergence import DIVERGENCE_FACTOR, divergence_init, divergence_observe, divergence_report
 from ncgrok.empirical.engine import BatchedTrainer, Divergence, RunConfig
 from ncgrok.empirical.models import ModelSpec, build_module
 
@@ -231,3 +231,28 @@ def test_batched_mlp_reports_each_runs_batch_loss(reduction):
         target = F.one_hot(y[idx[r]], 4).double()
         expected = F.mse_loss(module(x[idx[r]].double()), target, reduction=reduction)
         torch.testing.assert_close(trainer._losses[r], expected, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------------- the rule itself
+
+
+def test_divergence_rule_on_a_hand_made_loss_sequence():
+    """Run 0 healthy; run 1 passes 10 x its first loss; run 2 turns nan; run 3 starts at loss 0
+    (no explosion limit: only a non-finite loss counts) and later turns inf."""
+    losses = [
+        [4.0, 2.0, 0.0, 0.0],
+        [3.0, 19.0, math.nan, 1e30],
+        [2.0, 21.0, 5.0, 1e30],  # run 1: 21 > 10 x 2
+        [1.0, 1.0, 1.0, math.inf],
+        [0.5, 0.0, 0.0, 0.0],  # frozen runs ignore what follows
+    ]
+    state = divergence_init(4, torch.device("cpu"), torch.float64)
+    for step, values in enumerate(losses):
+        state = divergence_observe(state, torch.tensor(values, dtype=torch.float64), step, factor=10.0)
+    report = divergence_report(state)
+    assert set(report) == {1, 2, 3}
+    assert report[1] == Divergence(2, 21.0, 19.0, "loss 10.5 times its first batch loss")
+    assert report[2].step == 1 and math.isnan(report[2].loss) and report[2].last_finite_loss == 0.0
+    assert report[2].reason == "non-finite loss"
+    assert report[3] == Divergence(3, math.inf, 1e30, "non-finite loss")
+    assert state.frozen.tolist() == [False, True, True, True]
