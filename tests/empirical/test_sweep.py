@@ -63,6 +63,7 @@ def test_sweep_writes_the_documented_schema(tmp_path):
     assert all(s["final"]["train_acc"] > 0.9 for s in result.summaries)
 
 
+@pytest.mark.cpu_kernels
 def test_resume_equals_uninterrupted(tmp_path):
     split = synthetic_split()
     straight = run_sweep(small_config(), tmp_path / "straight", split=split)
