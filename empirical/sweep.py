@@ -79,15 +79,20 @@ def _check_directory(config: SweepConfig, directory: SweepDirectory, shard: Shar
         if not directory.holds_sweep():  # (a shard starting beside this one may have just created it)
             raise RunDirectoryError(f"{directory.path} exists, is not empty and holds no sweep "
                                     f"({directory.sweep_path.name} is missing); choose another --out")
+    manifest = directory.read_manifest()
+    if manifest.shards != shard.count:
+        given = "no --shard" if shard.count == 1 else f"--shard {shard}"
+        raise RunDirectoryError(f"the sweep in {directory.path} is split into {manifest.shards} shard(s) "
+                                f"({directory.sweep_path.name}), {given} was given; run its shards as --shard K/{manifest.shards}")
     if not resume and _shard_started(config, directory, shard, mine):
         what = "a sweep" if shard.count == 1 else f"shard {shard} of a sweep, started before"
         raise RunDirectoryError(f"{directory.path} already holds {what}; pass --resume to continue it or choose another --out")
-    _check_manifest(config, directory, shard)
+    _check_manifest(config, directory, shard, manifest)
 
 
-def _check_manifest(config: SweepConfig, directory: SweepDirectory, shard: Shard) -> None:
+def _check_manifest(config: SweepConfig, directory: SweepDirectory, shard: Shard, manifest=None) -> None:
     """``sweep.json`` holds these settings, this grid and this number of shards."""
-    manifest = directory.read_manifest()
+    manifest = manifest if manifest is not None else directory.read_manifest()
     try:
         stored_config = SweepConfig.from_dict(manifest.settings, source=directory.sweep_path)
     except ValueError as error:
@@ -101,9 +106,8 @@ def _check_manifest(config: SweepConfig, directory: SweepDirectory, shard: Shard
         raise RunDirectoryError(f"{directory.sweep_path} lists runs {manifest.runs}, the settings give {names} "
                                 f"(corrupt); {START_OVER}")
     if manifest.shards != shard.count:
-        given = "no --shard" if shard.count == 1 else f"--shard {shard}"
-        raise RunDirectoryError(f"the sweep in {directory.path} is split into {manifest.shards} shard(s) "
-                                f"({directory.sweep_path.name}), {given} was given; run its shards as --shard K/{manifest.shards}")
+        raise RunDirectoryError(f"{directory.sweep_path} was written for {manifest.shards} shard(s), not "
+                                f"{shard.count}; run its shards as --shard K/{manifest.shards}")
 
 
 def _write_run_files(config: SweepConfig, runs: list[RunConfig], directories: list[RunDirectory]) -> None:
