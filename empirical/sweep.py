@@ -41,7 +41,7 @@ from ncgrok.empirical.runs import (
 from ncgrok.empirical.shards import Shard, shard_groups
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
-__all__ = ["DTYPES", "Shard", "SweepConfig", "SweepResult", "run_name", "run_sweep"]
+__all__ = ["DTYPES", "Shard", "SweepConfig", "SweepResult", "prepare_shards", "run_name", "run_sweep"]
 
 
 @dataclass
@@ -392,3 +392,18 @@ def _save_snapshots(trainer: BatchedTrainer, runs: list[RunDirectory], step: int
         state = {name: tensor.detach().to("cpu") for name, tensor in trainer.run_module(index).state_dict().items()}
         torch.save(state, buffer)
         directory.write_snapshot(step, buffer.getvalue())
+
+
+def prepare_shards(config: SweepConfig, out_dir: Path | str, count: int, *, resume: bool = False) -> list[Shard]:
+    """Check, reading only, that the ``count`` shards of ``config`` can be written to ``out_dir``
+    (as :func:`run_sweep` would for each), then create its ``sweep.json``: what a launcher does
+    before it starts the shards (``empirical.shards``), so that a mistake is one error at once
+    rather than one per job. Returns the shards."""
+    shards = [Shard(index, count) for index in range(1, count + 1)]
+    directory = SweepDirectory(Path(out_dir))
+    for shard in shards:
+        directory.shard(shard.index, shard.count).check_unlocked()
+        _check_directory(config, directory, shard, shard_groups(config, shard), resume=resume)
+    if not directory.create_manifest(config.to_dict(), [run_name(run) for run in config.runs()], count):
+        _check_manifest(config, directory, shards[0])
+    return shards

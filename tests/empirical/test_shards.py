@@ -1,15 +1,17 @@
 """Sharded sweeps: the partition into shards, shards run one after another equal the unsharded sweep
 byte for byte, per-shard resume and locks, and refusals that name the fix.
 
-Everything trains a tiny MLP on three Gaussian classes of 1x6x6 inputs (no data files), in this
-process with one torch thread; the executors (subprocesses, submitit) are tested in
-``test_shard_executors.py``.
+Everything trains a tiny MLP on three Gaussian classes of 1x6x6 inputs (no data files) with one
+torch thread, in this process or, for the executors, in child processes that load the same split
+(``SITECUSTOMIZE``). The submitit tests need the optional package (``ncgrok[cluster]``).
 """
 from __future__ import annotations
 
 import itertools
 import json
+import os
 import random
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -17,9 +19,20 @@ import numpy as np
 import pytest
 import torch
 
+import ncgrok.cli
+from ncgrok.empirical.engine import select_device
 from ncgrok.empirical.runs import SESSION_KEY, RunDirectoryError, SweepDirectory, load_sweep
-from ncgrok.empirical.shards import Shard, group_cost, partition_by_cost, shard_groups
-from ncgrok.empirical.sweep import run_sweep
+from ncgrok.empirical.shards import (
+    Shard,
+    device_slots,
+    group_cost,
+    partition_by_cost,
+    shard_groups,
+    submit_shards,
+    visible_gpus,
+    wait_for_jobs,
+)
+from ncgrok.empirical.sweep import prepare_shards, run_sweep
 from ncgrok.empirical.sweep_config import SweepConfig, run_name
 from ncgrok.files import DirectoryLock
 
@@ -219,3 +232,167 @@ def test_manifest_is_created_once_and_kept(tmp_path):
     assert directory.sweep_path.read_text() == text
     assert directory.read_manifest() == ({"a": 1}, ["r"], 2)
     assert [p.name for p in directory.path.iterdir()] == ["sweep.json"]  # no temporary file left
+
+
+# ------------------------------------------------------------------------------------------ executors
+
+# Child processes (ours and submitit's) load the synthetic split instead of data files: this
+# sitecustomize, on their PYTHONPATH, patches SweepConfig.load_split when NCGROK_TEST_SPLIT is set;
+# NCGROK_TEST_SLOW makes every training call sleep (a job long enough to be interrupted).
+SITECUSTOMIZE = r"""
+import os
+if os.environ.get("NCGROK_TEST_SPLIT"):
+    import time
+    from types import SimpleNamespace
+    import numpy as np
+    import torch
+    from ncgrok.empirical.engine import BatchedTrainer
+    from ncgrok.empirical.sweep_config import SweepConfig
+
+    torch.set_num_threads(1)
+    _arrays = dict(np.load(os.environ["NCGROK_TEST_SPLIT"]))
+    SweepConfig.load_split = lambda self, data_dir=None: SimpleNamespace(num_classes=3, **_arrays)
+    _train = BatchedTrainer.train
+
+    def _slow_train(self, steps):
+        time.sleep(float(os.environ.get("NCGROK_TEST_SLOW", "0")))
+        _train(self, steps)
+
+    BatchedTrainer.train = _slow_train
+"""
+
+FLAGS = ["--train-size", "30", "--batch-size", "10", "--steps", "12", "--log-every", "4", "--depth", "3",
+         "--width", "8", "--init-scale", "2", "--lr", "0.01", "--weight-decay", "0.1", "0.03", "0.01",
+         "--seeds", "0", "1", "--snapshot-steps", "8", "--device", "cpu", "--checkpoint-seconds", "0",
+         "--group-size", "2", "--quiet"]
+
+
+@pytest.fixture(scope="module")
+def children(split, tmp_path_factory):
+    """The environment for child processes: the split saved to a file, the sitecustomize above."""
+    folder = tmp_path_factory.mktemp("children")
+    np.savez(folder / "split.npz", **{k: v for k, v in vars(split).items() if k != "num_classes"})
+    (folder / "sitecustomize.py").write_text(SITECUSTOMIZE)
+    path = os.pathsep.join([str(folder)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return {"PYTHONPATH": path, "NCGROK_TEST_SPLIT": str(folder / "split.npz"), "OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture
+def cli(split, monkeypatch):
+    """``ncgrok.main`` in this process, loading the synthetic split."""
+    monkeypatch.setattr(SweepConfig, "load_split", lambda self, data_dir=None: split)
+    return ncgrok.cli.main
+
+
+@pytest.fixture(scope="module")
+def cli_reference(split, tmp_path_factory) -> Path:
+    """The unsharded sweep of FLAGS, through the command line."""
+    out = tmp_path_factory.mktemp("cli") / "sweep"
+    original = SweepConfig.load_split
+    SweepConfig.load_split = lambda self, data_dir=None: split
+    try:
+        assert ncgrok.cli.main(["sweep", *FLAGS, "--out", str(out)]) == 0
+    finally:
+        SweepConfig.load_split = original
+    return out
+
+
+def test_cli_shards_one_after_another(cli, cli_reference, tmp_path, capsys):
+    out = tmp_path / "s"
+    for index in (3, 1, 2):
+        assert cli(["sweep", *FLAGS, "--shard", f"{index}/3", "--out", str(out)]) == 0
+    assert run_files(out) == run_files(cli_reference)
+    capsys.readouterr()
+    assert cli(["sweep", *FLAGS, "--shard", "4/3", "--out", str(tmp_path / "t")]) == 2
+    assert cli(["sweep", *FLAGS, "--shard", "1/3", "--executor", "local", "--out", str(tmp_path / "t")]) == 2
+    assert cli(["sweep", *FLAGS, "--jobs", "2", "--out", str(tmp_path / "t")]) == 2
+    errors = capsys.readouterr().err.splitlines()
+    assert len(errors) == 3 and "1 <= K <= N" in errors[0] and "give one of the two" in errors[1]
+    assert "--jobs only apply with --executor local" in errors[2]
+    assert not (tmp_path / "t").exists()
+
+
+def test_local_executor_equals_the_unsharded_sweep(cli, cli_reference, children, tmp_path, monkeypatch, capsys):
+    """Three shards: shard 1 trained here first; then the executor runs shards 2 and 3 as
+    subprocesses at once, shard 2 fails (a file where it writes a run directory) and shard 3 is kept;
+    --resume then runs shard 2 alone."""
+    for name, value in children.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "s"
+    loud = [flag for flag in FLAGS if flag != "--quiet"]  # the launcher reports each shard
+    argv = ["sweep", *loud, "--executor", "local", "--shards", "3", "--jobs", "2", "--out", str(out)]
+    blocked = out / run_name(tiny_config().groups()[1][0])
+    assert cli(argv[:-2] + ["--shards", "4", "--out", str(tmp_path / "t")]) == 2  # 3 groups only
+    assert "--group-size 1 or less" in capsys.readouterr().err and not (tmp_path / "t").exists()
+    assert cli(["sweep", *FLAGS, "--shard", "1/3", "--out", str(out)]) == 0
+    blocked.write_text("a file where shard 2 needs its run directory")
+    assert cli(argv) == 2 and "pass --resume" in capsys.readouterr().err  # shard 1 has started
+    assert cli(argv + ["--resume"]) == 1
+    err = capsys.readouterr().err
+    assert "1 of 3 shards are already completed" in err and "shard 3/3 done" in err
+    assert "shard 2/3 failed:" in err and str(blocked) in err and "--resume" in err
+    assert [json.loads((out / "shards" / f"{k}-of-3" / "summary.json").read_text())["status"] for k in (1, 3)] == \
+        ["completed"] * 2
+    blocked.unlink()
+    assert cli(argv + ["--resume", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "2 of 3 shards are already completed" not in captured.err  # --json is quiet
+    assert [run["name"] for run in json.loads(captured.out)["runs"]] == [run_name(r) for r in tiny_config().runs()]
+    assert run_files(out) == run_files(cli_reference)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["1-of-3", "2-of-3", "3-of-3"]
+
+
+def test_gpu_slots_follow_the_visible_devices(monkeypatch):
+    assert device_slots("auto", None, ["3", "5"]) == [{"CUDA_VISIBLE_DEVICES": "3"}, {"CUDA_VISIBLE_DEVICES": "5"}]
+    assert device_slots("auto", 1, ["3", "5"]) == [{"CUDA_VISIBLE_DEVICES": "3"}]
+    assert device_slots("cuda:1", 2, ["3", "5"]) == [{}, {}]  # an explicit device is the user's choice
+    assert device_slots("auto", None, ["0"]) == [{}] and device_slots("cpu", 3, []) == [{}, {}, {}]
+    with pytest.raises(ValueError, match="--jobs"):
+        device_slots("cpu", 0, [])
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "6,2")
+    assert visible_gpus() == ["6", "2"]
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert visible_gpus() == ["0", "1"]
+    # --device auto takes the first visible GPU, i.e. the one the scheduler (or run_local) gave
+    assert select_device("auto") == torch.device("cuda")
+
+
+def test_submitit_debug_executor_through_the_cli(cli, cli_reference, tmp_path, capsys):
+    pytest.importorskip("submitit")
+    out = tmp_path / "s"
+    status = cli(["sweep", *FLAGS, "--executor", "submitit", "--cluster", "debug", "--shards", "2", "--out", str(out)])
+    assert status == 0, capsys.readouterr().err
+    assert run_files(out) == run_files(cli_reference)
+    assert "wd0.01_lr0.01_seed1" in capsys.readouterr().out
+
+
+def test_submitit_local_jobs_requeue_after_a_timeout_signal_and_equal_the_unsharded_sweep(
+        cli_reference, children, tmp_path, monkeypatch):
+    """Three shards as a submitit job array on this machine. After shard 2's step-4 checkpoint its
+    job gets the signal submitit's controller (or SLURM) sends before a time limit or preemption:
+    submitit calls ShardJob.checkpoint, requeues the job, and the job resumes from that checkpoint."""
+    pytest.importorskip("submitit")
+    from submitit.local.local import LocalJobEnvironment
+
+    for name, value in {**children, "NCGROK_TEST_SLOW": "0.5"}.items():
+        monkeypatch.setenv(name, value)
+    out = tmp_path / "s"
+    config = SweepConfig.from_dict(json.loads((cli_reference / "sweep.json").read_text())["config"])
+    shards = prepare_shards(config, out, 3)
+    jobs = submit_shards(config, out, shards, cluster="local", timeout_min=5)
+    state = out / "shards" / "2-of-3" / "summary.json"
+    deadline = time.monotonic() + 60
+    while not (state.is_file() and json.loads(state.read_text())["runs"][0]["final"]["step"] >= 4):
+        assert time.monotonic() < deadline, "shard 2 logged no step 4 within 60 s"
+        time.sleep(0.02)
+    controller = jobs[1]._process.pid  # the job's own process is the controller's child
+    (task,) = map(int, Path(f"/proc/{controller}/task/{controller}/children").read_text().split())
+    os.kill(task, LocalJobEnvironment._usr_sig())
+    outcomes = wait_for_jobs(jobs, shards)
+    assert [outcome.error for outcome in outcomes] == [None, None, None]
+    assert run_files(out) == run_files(cli_reference)
+    resumed = json.loads((out / run_name(config.groups()[1][0]) / "summary.json").read_text())[SESSION_KEY]
+    assert resumed["resumed_from"] >= 4  # the requeued job continued from its checkpoint
+    assert "Requeued" in jobs[1].stderr() or "Requeued" in jobs[1].stdout()
