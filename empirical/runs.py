@@ -68,7 +68,6 @@ SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "completed", "diverged")
 SESSION_KEY = "session"  # summary.json's entry for the writing process (timings, resumed_from), not results
 _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
-_SHARD = re.compile(r"^([1-9]\d*)-of-([1-9]\d*)$")
 
 # What to tell a user whose run directory cannot be used as it is.
 START_OVER = "start over with a new --out"
@@ -428,20 +427,6 @@ class SweepDirectory:
     def shard(self, index: int = 1, count: int = 1) -> ShardDirectory:
         """The state directory of shard ``index`` (1-based) of ``count``."""
         return ShardDirectory(self.path if count == 1 else self.path / SHARDS_DIR / f"{index}-of-{count}")
-
-    def shards_on_disk(self) -> dict[tuple[int, int], ShardDirectory]:
-        """The shard state directories present: ``{(index, count): directory}`` (``(1, 1)`` for an
-        unsharded sweep's own state)."""
-        found = {}
-        if (self.path / CHECKPOINT_FILE).is_file() or (self.path / SUMMARY_FILE).is_file():
-            found[(1, 1)] = self.shard()
-        folder = self.path / SHARDS_DIR
-        for entry in sorted(folder.iterdir()) if folder.is_dir() else ():
-            match = _SHARD.match(entry.name)
-            if match and entry.is_dir():
-                index, count = int(match.group(1)), int(match.group(2))
-                found[(index, count)] = self.shard(index, count)
-        return found
 
     def holds_sweep(self) -> bool:
         return self.sweep_path.is_file()

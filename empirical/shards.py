@@ -38,7 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["GROUP_OVERHEAD_RUNS", "Shard", "ShardJob", "ShardOutcome", "partition_by_cost", "run_local",
+__all__ = ["GROUP_OVERHEAD_RUNS", "Shard", "ShardJob", "ShardOutcome", "group_slices", "partition_by_cost",
+           "partition_groups", "run_local",
            "shard_groups", "submit_shards", "unfinished_shards", "visible_gpus", "wait_for_jobs"]
 
 GROUP_OVERHEAD_RUNS = 1.0
@@ -77,6 +78,13 @@ def group_cost(runs_in_group: int) -> float:
     return runs_in_group + GROUP_OVERHEAD_RUNS
 
 
+def group_slices(run_count: int, group_size: int | None) -> list[range]:
+    """Positions in the grid of each batched group: consecutive runs, ``group_size`` at a time (the
+    last group may be smaller), all runs in one group when ``group_size`` is ``None``."""
+    size = run_count if group_size is None else group_size
+    return [range(start, min(start + size, run_count)) for start in range(0, run_count, size)]
+
+
 def partition_by_cost(costs: Sequence[float], count: int) -> list[list[int]]:
     """Indices of ``costs`` split into ``count`` non-empty parts of nearly equal total cost.
 
@@ -98,18 +106,23 @@ def partition_by_cost(costs: Sequence[float], count: int) -> list[list[int]]:
     return [sorted(part) for part in parts]
 
 
+def partition_groups(run_count: int, group_size: int | None, count: int) -> list[list[int]]:
+    """The groups (indices into :func:`group_slices`) of each of ``count`` shards, in shard order.
+    Too many shards for the groups is a ``ValueError`` naming the fix."""
+    sizes = [len(positions) for positions in group_slices(run_count, group_size)]
+    if count > len(sizes):
+        given = "one group of all runs (no --group-size)" if group_size is None else f"--group-size {group_size}"
+        raise ValueError(
+            f"{count} shards: the grid of {run_count} runs is {len(sizes)} batched group(s) ({given}), and every "
+            f"shard needs a whole group; pass --group-size {max(1, run_count // count)} or less, or use at most "
+            f"{len(sizes)} shards"
+        )
+    return partition_by_cost([group_cost(size) for size in sizes], count)
+
+
 def shard_groups(config, shard: Shard) -> list[int]:
     """Indices into ``config.groups()`` of the groups shard ``shard`` trains, in order."""
-    groups = config.groups()
-    if shard.count > len(groups):
-        runs = sum(len(group) for group in groups)
-        size = "one group of all runs (no --group-size)" if config.group_size is None else f"--group-size {config.group_size}"
-        raise ValueError(
-            f"--shard {shard}: the grid of {runs} runs is {len(groups)} batched group(s) ({size}), and every shard "
-            f"needs a whole group; pass --group-size {max(1, runs // shard.count)} or less, or use at most "
-            f"{len(groups)} shards"
-        )
-    return partition_by_cost([group_cost(len(group)) for group in groups], shard.count)[shard.index - 1]
+    return partition_groups(len(config.runs()), config.group_size, shard.count)[shard.index - 1]
 
 
 # ---------------------------------------------------------------------------------------------

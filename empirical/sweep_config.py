@@ -24,6 +24,7 @@ import torch
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
 from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.shards import group_slices
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -158,8 +159,7 @@ class SweepConfig:
         """The grid (:meth:`runs`, in order) cut into consecutive batched groups of ``group_size`` runs
         (the last may be smaller); one group when ``group_size`` is ``None``."""
         runs = self.runs()
-        size = len(runs) if self.group_size is None else self.group_size
-        return [runs[start : start + size] for start in range(0, len(runs), size)]
+        return [[runs[position] for position in positions] for positions in group_slices(len(runs), self.group_size)]
 
     def schedule(self) -> list[int]:
         """Logged steps: the paper's schedule (or every ``log_every`` steps), plus snapshot steps."""
