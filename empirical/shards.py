@@ -38,8 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["GROUP_OVERHEAD_RUNS", "Shard", "ShardJob", "ShardOutcome", "group_slices", "partition_by_cost",
-           "partition_groups", "run_local",
+__all__ = ["GROUP_OVERHEAD_RUNS", "ClusterOptions", "Shard", "ShardJob", "ShardOutcome", "group_slices", "partition_by_cost",
+           "partition_groups", "require_submitit", "run_local",
            "shard_groups", "submit_shards", "unfinished_shards", "visible_gpus", "wait_for_jobs"]
 
 GROUP_OVERHEAD_RUNS = 1.0
@@ -230,7 +230,8 @@ class ShardJob:
         return DelayedSubmission(self, *args, **kwargs)
 
 
-def _submitit():
+def require_submitit() -> Any:
+    """The submitit module, or a ``ValueError`` saying how to install it (call before writing anything)."""
     try:
         import submitit
     except ImportError:
@@ -239,24 +240,43 @@ def _submitit():
     return submitit
 
 
-def submit_shards(config, out_dir: Path | str, shards: Sequence[Shard], *, cluster: str = "slurm",
-                  partition: str | None = None, gpus_per_shard: int | None = None, timeout_min: int | None = None,
-                  mem_gb: float | None = None, cpus_per_shard: int | None = None, folder: Path | str | None = None) -> list:
-    """Submit ``shards`` as one job array with submitit (``cluster`` ``slurm``, or ``local``/``debug``
-    on this machine); returns the submitit jobs. Call ``empirical.sweep.prepare_shards`` first.
-    ``gpus_per_shard`` is 0 or 1: a shard trains on one device."""
-    if cluster not in ("slurm", "local", "debug"):
-        raise ValueError(f"--cluster must be slurm, local or debug, got {cluster!r}")
-    if gpus_per_shard not in (None, 0, 1):
-        raise ValueError(f"--gpus-per-shard must be 0 or 1 (a shard trains on one device), got {gpus_per_shard!r}")
-    for flag, value in (("--timeout", timeout_min), ("--mem", mem_gb), ("--cpus-per-shard", cpus_per_shard)):
-        if value is not None and not value > 0:
-            raise ValueError(f"{flag} must be > 0, got {value!r}")
-    submitit = _submitit()
-    executor = submitit.AutoExecutor(folder=Path(folder) if folder else Path(out_dir) / "submitit", cluster=cluster)
-    parameters = {"name": f"ncgrok-{Path(out_dir).name}", "timeout_min": timeout_min, "gpus_per_node": gpus_per_shard,
-                  "mem_gb": mem_gb, "cpus_per_task": cpus_per_shard, "slurm_partition": partition}
-    executor.update_parameters(**{key: value for key, value in parameters.items() if value is not None})
+@dataclass(frozen=True)
+class ClusterOptions:
+    """Where and how submitit runs the shard jobs: ``cluster`` ``slurm``, or ``local``/``debug`` on
+    this machine; the SLURM partition, GPUs per shard (0 or 1: a shard trains on one device), time
+    limit in minutes, memory in GB and CPUs per job (``None``: the cluster's default)."""
+
+    cluster: str = "slurm"
+    partition: str | None = None
+    gpus_per_shard: int | None = None
+    timeout_min: int | None = None
+    mem_gb: float | None = None
+    cpus_per_shard: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.cluster not in ("slurm", "local", "debug"):
+            raise ValueError(f"--cluster must be slurm, local or debug, got {self.cluster!r}")
+        if self.gpus_per_shard not in (None, 0, 1):
+            raise ValueError(f"--gpus-per-shard must be 0 or 1 (a shard trains on one device), got {self.gpus_per_shard!r}")
+        for flag, value in (("--timeout", self.timeout_min), ("--mem", self.mem_gb), ("--cpus-per-shard", self.cpus_per_shard)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{flag} must be > 0, got {value!r}")
+
+    def parameters(self, name: str) -> dict[str, Any]:
+        """``AutoExecutor.update_parameters`` keywords (the partition applies on SLURM only)."""
+        given = {"name": name, "timeout_min": self.timeout_min, "gpus_per_node": self.gpus_per_shard,
+                 "mem_gb": self.mem_gb, "cpus_per_task": self.cpus_per_shard, "slurm_partition": self.partition}
+        return {key: value for key, value in given.items() if value is not None}
+
+
+def submit_shards(config, out_dir: Path | str, shards: Sequence[Shard], options: ClusterOptions = ClusterOptions(),
+                  *, folder: Path | str | None = None) -> list:
+    """Submit ``shards`` as one job array with submitit; returns the submitit jobs. Call
+    ``empirical.sweep.prepare_shards`` first. Job files and logs go to ``folder`` (default
+    ``<out_dir>/submitit``)."""
+    submitit = require_submitit()
+    executor = submitit.AutoExecutor(folder=Path(folder) if folder else Path(out_dir) / "submitit", cluster=options.cluster)
+    executor.update_parameters(**options.parameters(f"ncgrok-{Path(out_dir).name}"))
     with executor.batch():
         jobs = [executor.submit(ShardJob(config.to_dict(), str(out_dir), shard)) for shard in shards]
     return jobs

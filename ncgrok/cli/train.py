@@ -214,17 +214,25 @@ def _execute(args: argparse.Namespace, config) -> int:
         result = run_sweep(config, args.out, resume=args.resume, progress=bar, shard=_shard(args))
     finally:
         bar.close()
-    onsets = run_onsets(result.run_dirs)
+    timing = {"train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds,
+              "resumed_from": result.resumed_from}
+    footer = (f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
+              + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
+    return _print_runs(args, result.out_dir, result.summaries, result.run_dirs, timing, footer)
+
+
+def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, Any]], run_dirs: Sequence[Path],
+                extra: dict[str, Any], footer: str | None) -> int:
+    """The final table (or JSON with ``extra``) of ``summaries`` with each run's onset."""
+    onsets = run_onsets(run_dirs)
     if args.json:
-        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(result.summaries, onsets)]
-        payload = {"out": str(result.out_dir), "runs": runs, "train_seconds": result.train_seconds,
-                   "measure_seconds": result.measure_seconds, "resumed_from": result.resumed_from}
-        print(json.dumps(json_safe(payload), default=str))
+        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(summaries, onsets)]
+        print(json.dumps(json_safe({"out": str(out), "runs": runs, **extra}), default=str))
         return 0
-    print(summary_table(result.summaries, onsets))
-    print(f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
-          + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
-    print(f"results: {result.out_dir}")
+    print(summary_table(summaries, onsets))
+    if footer:
+        print(footer)
+    print(f"results: {out}")
     return 0
 
 
@@ -293,6 +301,10 @@ def _run_executor(args: argparse.Namespace, config) -> int:
     from ncgrok.empirical.sweep import prepare_shards
 
     count = args.shards if args.shards is not None else len(config.groups())
+    if args.executor == "submitit":  # checked before anything is written
+        options = sharding.ClusterOptions(args.cluster, args.partition, args.gpus_per_shard, args.timeout, args.mem,
+                                          args.cpus_per_shard)
+        sharding.require_submitit()
     shards = sharding.unfinished_shards(args.out, prepare_shards(config, args.out, count, resume=args.resume))
     quiet = args.quiet or args.json
     if not quiet and len(shards) < count:
@@ -308,9 +320,7 @@ def _run_executor(args: argparse.Namespace, config) -> int:
     elif args.executor == "local":
         outcomes = sharding.run_local(config, args.out, shards, jobs=args.jobs, on_done=report)
     else:
-        jobs = sharding.submit_shards(config, args.out, shards, cluster=args.cluster, partition=args.partition,
-                                      gpus_per_shard=args.gpus_per_shard, timeout_min=args.timeout, mem_gb=args.mem,
-                                      cpus_per_shard=args.cpus_per_shard)
+        jobs = sharding.submit_shards(config, args.out, shards, options)
         if not quiet:
             print(f"submitted {len(jobs)} shard job(s) to {args.cluster}: {', '.join(job.job_id for job in jobs)}",
                   file=sys.stderr)
@@ -335,11 +345,4 @@ def _print_sweep_runs(args: argparse.Namespace, config) -> int:
     directory = SweepDirectory(args.out)
     run_dirs = [directory.run(run_name(run)).path for run in config.runs()]
     summaries = [directory.run(path.name).read_summary() for path in run_dirs]
-    onsets = run_onsets(run_dirs)
-    if args.json:
-        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(summaries, onsets)]
-        print(json.dumps(json_safe({"out": str(args.out), "runs": runs}), default=str))
-        return 0
-    print(summary_table(summaries, onsets))
-    print(f"results: {args.out}")
-    return 0
+    return _print_runs(args, args.out, summaries, run_dirs, {}, None)

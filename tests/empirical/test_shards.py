@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import random
+import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -21,8 +22,10 @@ import torch
 
 import ncgrok.cli
 from ncgrok.empirical.engine import select_device
+from ncgrok.empirical.progress import sweep_progress
 from ncgrok.empirical.runs import SESSION_KEY, RunDirectoryError, SweepDirectory, load_sweep
 from ncgrok.empirical.shards import (
+    ClusterOptions,
     Shard,
     device_slots,
     group_cost,
@@ -37,13 +40,14 @@ from ncgrok.empirical.sweep_config import SweepConfig, run_name
 from ncgrok.files import DirectoryLock
 
 
-def gaussian_split(seed: int = 3) -> SimpleNamespace:
+def gaussian_split(seed: int = 3, *, spread: float = 1.0, noise: float = 0.8, heldout: int = 24) -> SimpleNamespace:
+    """Three Gaussian classes of 1x6x6 inputs (centres ``spread`` apart in scale) for train, test and held-out."""
     rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(3, 1, 6, 6))
+    centres = spread * rng.normal(size=(3, 1, 6, 6))
     arrays = {}
-    for prefix, n in (("train", 30), ("test", 45), ("heldout", 24)):
+    for prefix, n in (("train", 30), ("test", 45), ("heldout", heldout)):
         labels = np.arange(n) % 3
-        arrays[f"{prefix}_x"] = (centres[labels] + 0.8 * rng.normal(size=(n, 1, 6, 6))).astype(np.float32)
+        arrays[f"{prefix}_x"] = (centres[labels] + noise * rng.normal(size=(n, 1, 6, 6))).astype(np.float32)
         arrays[f"{prefix}_y"] = labels.astype(np.int64)
     return SimpleNamespace(num_classes=3, **arrays)
 
@@ -163,6 +167,17 @@ def test_shards_one_after_another_equal_the_unsharded_sweep(split, unsharded, tm
         assert {run.name for run in load_sweep(out)} == {run.name for run in load_sweep(unsharded)}
 
 
+def test_analysis_commands_read_the_union_of_the_shards(split, unsharded, tmp_path, capsys):
+    out = tmp_path / "s"
+    for index in (1, 2, 3):
+        run_sweep(tiny_config(), out, split=split, shard=Shard(index, 3))
+    reports = []
+    for path in (out, unsharded):
+        assert ncgrok.cli.main(["onset", str(path), "--json"]) == 0
+        reports.append({k: v for k, v in json.loads(capsys.readouterr().out).items() if k != "path"})
+    assert reports[0] == reports[1] and len(json.dumps(reports[0])) > 1000
+
+
 def test_the_comparison_sees_a_different_batching(split, unsharded, tmp_path):
     """The byte-for-byte check above can fail: the same grid batched as one group of six gives other bytes."""
     run_sweep(tiny_config(group_size=None), tmp_path / "one", split=split)
@@ -237,11 +252,12 @@ def test_manifest_is_created_once_and_kept(tmp_path):
 # ------------------------------------------------------------------------------------------ executors
 
 # Child processes (ours and submitit's) load the synthetic split instead of data files: this
-# sitecustomize, on their PYTHONPATH, patches SweepConfig.load_split when NCGROK_TEST_SPLIT is set;
+# sitecustomize, on their PYTHONPATH, patches SweepConfig.load_split when NCGROK_TEST_SPLIT is set
+# (except in submitit's job controllers, which train nothing and need not import torch);
 # NCGROK_TEST_SLOW makes every training call sleep (a job long enough to be interrupted).
 SITECUSTOMIZE = r"""
-import os
-if os.environ.get("NCGROK_TEST_SPLIT"):
+import os, sys
+if os.environ.get("NCGROK_TEST_SPLIT") and "submitit.local._local" not in sys.orig_argv:  # not in job controllers
     import time
     from types import SimpleNamespace
     import numpy as np
@@ -312,6 +328,7 @@ def test_cli_shards_one_after_another(cli, cli_reference, tmp_path, capsys):
     assert not (tmp_path / "t").exists()
 
 
+@pytest.mark.slow
 def test_local_executor_equals_the_unsharded_sweep(cli, cli_reference, children, tmp_path, monkeypatch, capsys):
     """Three shards: shard 1 trained here first; then the executor runs shards 2 and 3 as
     subprocesses at once, shard 2 fails (a file where it writes a run directory) and shard 3 is kept;
@@ -359,6 +376,18 @@ def test_gpu_slots_follow_the_visible_devices(monkeypatch):
     assert select_device("auto") == torch.device("cuda")
 
 
+def test_submitit_options_and_a_missing_package_are_refused_before_writing(cli, tmp_path, monkeypatch, capsys):
+    argv = ["sweep", *FLAGS, "--executor", "submitit", "--out", str(tmp_path / "s")]
+    for extra, message in ((["--gpus-per-shard", "2"], "--gpus-per-shard must be 0 or 1"),
+                           (["--timeout", "0"], "--timeout must be > 0"), (["--jobs", "2"], "--jobs only apply")):
+        assert cli(argv + extra) == 2 and message in capsys.readouterr().err
+    monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
+    assert cli(argv) == 2 and "pip install 'ncgrok[cluster]'" in capsys.readouterr().err
+    assert not (tmp_path / "s").exists()
+    assert ClusterOptions(partition="gpu", gpus_per_shard=1, timeout_min=60).parameters("n") == \
+        {"name": "n", "timeout_min": 60, "gpus_per_node": 1, "slurm_partition": "gpu"}
+
+
 def test_submitit_debug_executor_through_the_cli(cli, cli_reference, tmp_path, capsys):
     pytest.importorskip("submitit")
     out = tmp_path / "s"
@@ -368,6 +397,7 @@ def test_submitit_debug_executor_through_the_cli(cli, cli_reference, tmp_path, c
     assert "wd0.01_lr0.01_seed1" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_submitit_local_jobs_requeue_after_a_timeout_signal_and_equal_the_unsharded_sweep(
         cli_reference, children, tmp_path, monkeypatch):
     """Three shards as a submitit job array on this machine. After shard 2's step-4 checkpoint its
@@ -381,7 +411,7 @@ def test_submitit_local_jobs_requeue_after_a_timeout_signal_and_equal_the_unshar
     out = tmp_path / "s"
     config = SweepConfig.from_dict(json.loads((cli_reference / "sweep.json").read_text())["config"])
     shards = prepare_shards(config, out, 3)
-    jobs = submit_shards(config, out, shards, cluster="local", timeout_min=5)
+    jobs = submit_shards(config, out, shards, ClusterOptions(cluster="local", timeout_min=5))
     state = out / "shards" / "2-of-3" / "summary.json"
     deadline = time.monotonic() + 60
     while not (state.is_file() and json.loads(state.read_text())["runs"][0]["final"]["step"] >= 4):
@@ -396,3 +426,30 @@ def test_submitit_local_jobs_requeue_after_a_timeout_signal_and_equal_the_unshar
     resumed = json.loads((out / run_name(config.groups()[1][0]) / "summary.json").read_text())[SESSION_KEY]
     assert resumed["resumed_from"] >= 4  # the requeued job continued from its checkpoint
     assert "Requeued" in jobs[1].stderr() or "Requeued" in jobs[1].stdout()
+
+
+def test_slurm_submission_up_to_sbatch(cli, tmp_path, monkeypatch, capsys):
+    """No cluster here: stand-ins for ``sbatch`` and ``srun`` on PATH; ``sbatch`` records the script
+    submitit's SLURM executor hands it (one job array, the partition, GPU, time, memory, the signal
+    before the time limit that makes jobs requeue) and answers like SLURM; nothing runs."""
+    pytest.importorskip("submitit")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "sbatch").write_text(f'#!/bin/sh\ncat "$1" > {tmp_path}/submitted.sh\necho "Submitted batch job 4242"\n')
+    (bin_dir / "srun").write_text("#!/bin/sh\nexit 1\n")  # submitit only checks that it exists
+    for tool in ("sbatch", "srun"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = tmp_path / "s"
+    argv = ["sweep", *FLAGS, "--executor", "submitit", "--cluster", "slurm", "--shards", "3", "--partition", "gpu",
+            "--gpus-per-shard", "1", "--timeout", "90", "--mem", "8", "--out", str(out)]
+    assert cli([flag for flag in argv if flag != "--quiet"]) == 0
+    captured = capsys.readouterr()
+    assert "submitted 3 shard job(s) to slurm: 4242_0, 4242_1, 4242_2" in captured.err
+    assert f"ncgrok status {out}" in captured.out
+    script = (tmp_path / "submitted.sh").read_text()
+    for line in ("#SBATCH --array=0-2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=90",
+                 "#SBATCH --mem=8GB", "#SBATCH --signal=USR2@", f"#SBATCH --job-name=ncgrok-s"):
+        assert line in script, line
+    assert SweepDirectory(out).read_manifest().shards == 3
+    assert [shard.status for shard in sweep_progress(out).shards] == ["pending"] * 3

@@ -6,12 +6,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+from importlib.util import module_from_spec, spec_from_file_location
 from pathlib import Path
 from types import SimpleNamespace
 
-import numpy as np
 import pytest
-import torch
 
 import ncgrok.cli
 from ncgrok.cli import status as status_cli
@@ -24,32 +23,21 @@ from ncgrok.empirical.sweep_config import SweepConfig
 from ncgrok.files import DirectoryLock
 
 
-def gaussian_split(seed: int = 4) -> SimpleNamespace:
-    rng = np.random.default_rng(seed)
-    centres = 3 * rng.normal(size=(3, 1, 4, 4))
-    arrays = {}
-    for prefix, n in (("train", 30), ("test", 30), ("heldout", 0)):
-        labels = np.arange(n) % 3
-        arrays[f"{prefix}_x"] = (centres[labels] + 0.5 * rng.normal(size=(n, 1, 4, 4))).astype(np.float32)
-        arrays[f"{prefix}_y"] = labels.astype(np.int64)
-    return SimpleNamespace(num_classes=3, **arrays)
+_spec = spec_from_file_location("shard_tests", Path(__file__).with_name("test_shards.py"))
+_shard_tests = module_from_spec(_spec)
+_spec.loader.exec_module(_shard_tests)  # tests run with --import-mode=importlib: its helpers, by path
+one_thread = _shard_tests.one_thread
+
+
+def gaussian_split() -> SimpleNamespace:
+    """Classes far enough apart to be fitted within 12 steps; no held-out sample."""
+    return _shard_tests.gaussian_split(4, spread=3.0, noise=0.5, heldout=0)
 
 
 def config(**changes) -> SweepConfig:
-    """Six runs (3 weight decays x 2 seeds); 12 steps logged every 4."""
-    settings = dict(model="mlp", depth=3, width=8, init_scale=1.0, train_size=30, batch_size=10, steps=12,
-                    log_every=4, weight_decays=(0.1, 0.03, 0.01), seeds=(0, 1), lrs=(3e-2,), device="cpu",
-                    checkpoint_seconds=0.0, heldout_size=0, group_size=2)
-    settings.update(changes)
-    return SweepConfig(**settings)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+    """Six runs (3 weight decays x 2 seeds) in groups of two; 12 steps logged every 4."""
+    return _shard_tests.tiny_config(**{"init_scale": 0.5, "lrs": (3e-2,), "heldout_size": 0, "snapshot_steps": (),
+                                       **changes})
 
 
 def plant_session(run_dir: Path, *, train: float, measure: float, resumed_from: int) -> None:
