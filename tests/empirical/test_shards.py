@@ -449,7 +449,7 @@ def test_slurm_submission_up_to_sbatch(cli, tmp_path, monkeypatch, capsys):
     assert f"ncgrok status {out}" in captured.out
     script = (tmp_path / "submitted.sh").read_text()
     for line in ("#SBATCH --array=0-2", "#SBATCH --partition=gpu", "#SBATCH --gpus-per-node=1", "#SBATCH --time=90",
-                 "#SBATCH --mem=8GB", "#SBATCH --signal=USR2@", f"#SBATCH --job-name=ncgrok-s"):
+                 "#SBATCH --mem=8GB", "#SBATCH --signal=USR2@", "#SBATCH --job-name=ncgrok-s"):
         assert line in script, line
     assert SweepDirectory(out).read_manifest().shards == 3
     assert [shard.status for shard in sweep_progress(out).shards] == ["pending"] * 3
