@@ -6,36 +6,28 @@ advances all of them with one batched computation per step.
 
 Exactness contract
     Run i starts from `models.build_module(spec, seed_i)` (``torch.manual_seed(seed_i)``, default
-    init, large init) and sees the batches of the RNG scheme below, so it follows the same trajectory
+    init, large init) and sees the batches below, so it follows the same trajectory
     (up to floating-point reassociation in the matrix products) as a plain ``nn.Module`` trained
     alone with ``torch.optim.AdamW`` / ``torch.optim.SGD`` on those batches.
 
-RNG scheme for the batch order (documented contract)
-    Run i owns ``g_i = torch.Generator("cpu").manual_seed(seed_i)``. Each epoch draws, in this
-    order: one int64 ``torch.empty((), dtype=torch.int64).random_(generator=g_i)`` (discarded),
-    ``perm = torch.randperm(N, generator=g_i)``, and one more ``torch.randperm(N, generator=g_i)``
-    (discarded). The first ``(N // B) * B`` entries of ``perm``, cut into consecutive groups of B,
-    are that epoch's batches in order; the last ``N % B`` indices are skipped. The two discarded
-    draws are what ``torch.utils.data.DataLoader`` consumes (its worker base seed, and the
-    sampler's trailing partial permutation), so the batches are exactly those of
-    ``DataLoader(TensorDataset(x, y), batch_size=B, shuffle=True, drop_last=True,
-    generator=torch.Generator().manual_seed(seed_i))`` iterated epoch after epoch (checked by the
-    tests against the installed torch). The init uses the global RNG, the batch order only g_i.
-    Indices are generated a whole number of epochs at a time (about `_ORDER_CHUNK_STEPS` steps)
-    and kept on the device; the chunk, the position in it and every generator state are part of
-    `BatchedTrainer.state_dict`, so a resumed trainer continues the same sequence.
+Batch order (`ncgrok.empirical.batch_order`)
+    Run i's batches are those of a ``DataLoader(shuffle=True, drop_last=True)`` seeded with seed_i;
+    the init uses the global RNG, the batch order only that run's generator.
 
 Optimizers (per-run ``lr`` and ``weight_decay``; shared betas/eps/momentum)
-    ``adamw``: the update of ``torch.optim.AdamW`` (decoupled decay ``p *= 1 - lr*wd``; moments
-    ``m.lerp_(g, 1-beta1)``, ``v = beta2 v + (1-beta2) g^2``; ``denom = sqrt(v)/sqrt(1-beta2^t) + eps``;
-    ``p -= lr/(1-beta1^t) * m / denom``). ``optimizer_impl="foreach"`` runs those operations in
-    that order on the stacked tensors with per-run factors broadcast as (R, 1, ...) tensors (bit for
-    bit ``torch.optim.AdamW(foreach=False)`` given the same gradients); ``"fused"`` calls the kernel
-    behind ``torch.optim.AdamW(fused=True)`` once per distinct (lr, weight_decay) on per-run views
-    (bit for bit that optimizer; same formula, one pass over memory instead of ten; ``"auto"`` picks it when available on the device).
-    ``sgd``: ``torch.optim.SGD`` (coupled L2 decay ``g += wd p``, heavy-ball momentum with the buffer
-    initialised to the first gradient, no dampening, no Nesterov), as foreach calls per distinct
-    (lr, weight_decay).
+    `ncgrok.empirical.optim`: ``adamw`` is ``torch.optim.AdamW`` and ``sgd`` ``torch.optim.SGD``
+    (coupled L2 decay, heavy-ball momentum), bit for bit given the gradients; ``optimizer_impl``
+    ``"fused"`` (torch's fused kernel once per run; SGD only without momentum), ``"foreach"`` (the
+    operations on the stacked tensors) or ``"auto"`` (fused where available).
+
+Divergence (`ncgrok.empirical.divergence`)
+    Each step the per-run batch losses are checked on the device, before the update: a run whose
+    loss is not finite or exceeds ``divergence_factor`` times its first batch loss is frozen from
+    that step on (the optimizer leaves its parameters and buffers unchanged, so they stay finite at
+    their last accepted values) and the other runs continue bit for bit as if it had never been in
+    the batch (every run has its own ``bmm`` slices and optimizer calls or rows). ``train()`` reads
+    the flags once when it returns; `BatchedTrainer.diverged` lists the frozen runs. A frozen run is
+    still carried through the forward and backward passes (its results are discarded).
 
 Backends
     ``"mlp"``: hand-written batched forward/backward with ``baddbmm``/``bmm`` (`models.BatchedMLP`),
@@ -66,6 +58,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ncgrok.empirical.batch_order import BatchOrder
+from ncgrok.empirical.divergence import (
+    DIVERGENCE_FACTOR,
+    Divergence,
+    divergence_init,
+    divergence_load,
+    divergence_observe,
+    divergence_report,
+    divergence_state_dict,
+)
 from ncgrok.empirical.models import (
     BatchedMLP,
     ModelSpec,
@@ -74,11 +76,11 @@ from ncgrok.empirical.models import (
     linear_parameter_names,
     stack_modules,
 )
+from ncgrok.empirical.optim import adamw_init, adamw_update, restore_frozen_runs, sgd_init, sgd_update
 
-__all__ = ["EVAL_CHUNK_SIZE", "RunConfig", "BatchedTrainer", "log_schedule", "select_device"]
+__all__ = ["EVAL_CHUNK_SIZE", "RunConfig", "BatchedTrainer", "Divergence", "log_schedule", "select_device"]
 
 _STATE_FORMAT = "ncgrok.empirical.BatchedTrainer/1"
-_ORDER_CHUNK_STEPS = 200
 # Evaluation chunk: 512 examples keep every (runs, chunk, width) activation of a 30-run MLP sweep
 # near 12 MB, under glibc's 32 MB mmap ceiling, so buffers are reused from the heap instead of
 # being mapped and page-faulted afresh per chunk (2048 measured 1.5x slower per example, 2 cores).
@@ -144,32 +146,15 @@ def log_schedule(total_steps: int) -> list[int]:
     return steps
 
 
-def _batch_order_chunk(generators: list[torch.Generator], n: int, batch_size: int, epochs: int) -> Tensor:
-    """Indices (epochs * (n // batch_size), R, batch_size) for the next ``epochs`` epochs of every run."""
-    per_epoch = n // batch_size
-    out = torch.empty(epochs * per_epoch, len(generators), batch_size, dtype=torch.long)
-    for r, gen in enumerate(generators):
-        for e in range(epochs):
-            torch.empty((), dtype=torch.int64).random_(generator=gen)  # DataLoader's base seed
-            perm = torch.randperm(n, generator=gen)[: per_epoch * batch_size]
-            torch.randperm(n, generator=gen)  # RandomSampler's trailing (empty) partial permutation
-            out[e * per_epoch : (e + 1) * per_epoch, r] = perm.view(per_epoch, batch_size)
-    return out
-
-
-def _per_run(values: list[float], like: Tensor) -> Tensor:
-    """(R, 1, ..., 1) tensor broadcasting against ``like`` (R, ...)."""
-    t = torch.tensor(values, dtype=like.dtype, device=like.device)
-    return t.view(-1, *([1] * (like.dim() - 1)))
-
-
 class BatchedTrainer:
     """R runs of one architecture trained together; see the module docstring for the exact semantics.
 
     ``train_x`` (N, *spec.input_shape) (for the MLP any shape with N rows and ``spec.input_dim``
     entries per row), ``train_y`` (N,) integer labels. Loss: squared error between the logits and
     one-hot targets, summed over batch and outputs (``loss_reduction="sum"``, the paper) or averaged
-    over both (``"mean"``, like ``nn.MSELoss()``).
+    over both (``"mean"``, like ``nn.MSELoss()``). ``divergence_factor`` (>= 1, ``math.inf`` for
+    non-finite losses only): a run whose batch loss exceeds this multiple of its first batch loss is
+    frozen (see `ncgrok.empirical.divergence.DIVERGENCE_FACTOR` for the measured default).
     """
 
     def __init__(
@@ -189,6 +174,7 @@ class BatchedTrainer:
         momentum: float = 0.0,
         backend: str = "auto",
         optimizer_impl: str = "auto",
+        divergence_factor: float = DIVERGENCE_FACTOR,
     ):
         if not isinstance(model_spec, ModelSpec):
             raise ValueError("model_spec must be an empirical.models.ModelSpec")
@@ -207,6 +193,8 @@ class BatchedTrainer:
             raise ValueError(f"eps must be >= 0, got {eps!r}")
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
+        if not divergence_factor >= 1.0:
+            raise ValueError(f"divergence_factor must be >= 1 (math.inf: only non-finite losses), got {divergence_factor!r}")
         self.device = select_device(device)
         if self.device.type == "mps" and dtype == torch.float64:
             raise ValueError("dtype float64 is not supported on MPS; use dtype=torch.float32 or device='cpu'")
@@ -220,6 +208,7 @@ class BatchedTrainer:
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
         self.momentum = float(momentum)
+        self.divergence_factor = float(divergence_factor)
         self.step = 0
 
         if backend == "auto":
@@ -231,14 +220,6 @@ class BatchedTrainer:
         if backend == "vmap" and model_spec.has_batchnorm:
             raise ValueError("backend='vmap' cannot train BatchNorm models; use backend='loop'")
         self.backend = backend
-        fused_ok = hasattr(torch, "_fused_adamw_") and self.device.type in ("cpu", "cuda")
-        if optimizer_impl == "auto":
-            optimizer_impl = "fused" if (optimizer == "adamw" and fused_ok) else "foreach"
-        if optimizer_impl not in ("fused", "foreach"):
-            raise ValueError(f"optimizer_impl must be 'auto', 'fused' or 'foreach', got {optimizer_impl!r}")
-        if optimizer_impl == "fused" and not (optimizer == "adamw" and fused_ok):
-            raise ValueError("optimizer_impl='fused' needs optimizer='adamw' and a torch with a fused AdamW for this device")
-        self.optimizer_impl = optimizer_impl
 
         self._set_data(train_x, train_y)
 
@@ -254,25 +235,31 @@ class BatchedTrainer:
         self._params = [params[n] for n in self.param_names]
         self._buffers = [buffers[n] for n in self.buffer_names]
         self._grads = [torch.zeros_like(p) for p in self._params]
+        lrs, decays = [r.lr for r in runs], [r.weight_decay for r in runs]
         if optimizer == "adamw":
-            self._opt_state = {
-                "exp_avg": [torch.zeros_like(p) for p in self._params],
-                "exp_avg_sq": [torch.zeros_like(p) for p in self._params],
-            }
+            self._optimizer_state = adamw_init(
+                self._params, self._grads, lrs=lrs, weight_decays=decays, betas=self.betas, eps=self.eps, impl=optimizer_impl
+            )
+            self._update = adamw_update
         else:
-            self._opt_state = {"momentum_buffer": [torch.zeros_like(p) for p in self._params]}
+            self._optimizer_state = sgd_init(
+                self._params, self._grads, lrs=lrs, weight_decays=decays, momentum=self.momentum, impl=optimizer_impl
+            )
+            self._update = sgd_update
+        self.optimizer_impl = self._optimizer_state.plan.impl
+        self._losses = torch.zeros(len(runs), dtype=dtype, device=self.device)
+        self._divergence = divergence_init(len(runs), self.device, dtype)
+        self._diverged: dict[int, Divergence] = {}
+        # the loop backend's BatchNorm updates its running statistics in the forward pass
+        self._saved_buffers = [torch.empty_like(b) for b in self._buffers] if backend == "loop" else []
         self._linear_names = linear_parameter_names(self._skeleton)
         head_w, head_b = self._linear_names[-1]
         self._head_index = (self.param_names.index(head_w), self.param_names.index(head_b))
-        self._prepare_optimizer()
         if backend == "mlp":
             self._mlp = BatchedMLP(self._params[0::2], self._params[1::2])
             self._mlp_grads = (self._grads[0::2], self._grads[1::2])
 
-        # batch order
-        self._generators = [torch.Generator().manual_seed(int(r.seed)) for r in runs]
-        self._order: Tensor | None = None  # (S, R, B) on device
-        self._order_pos = 0
+        self._batch_order = BatchOrder([r.seed for r in runs], self.num_examples, self.batch_size, self.device)
         r_count, b = len(runs), self.batch_size
         self._xb = torch.empty((r_count, b) + tuple(self._x.shape[1:]), dtype=dtype, device=self.device)
         self._yb = torch.empty((r_count, b, model_spec.num_classes), dtype=dtype, device=self.device)
@@ -304,32 +291,6 @@ class BatchedTrainer:
         self._x = x.to(device=self.device, dtype=self.dtype).contiguous()
         self._onehot = F.one_hot(train_y.long().cpu(), spec.num_classes).to(device=self.device, dtype=self.dtype)
 
-    def _prepare_optimizer(self) -> None:
-        lrs = [float(r.lr) for r in self.runs]
-        wds = [float(r.weight_decay) for r in self.runs]
-        # runs grouped by (lr, weight_decay) for the scalar-argument implementations
-        groups: dict[tuple[float, float], list[int]] = {}
-        for i, key in enumerate(zip(lrs, wds)):
-            groups.setdefault(key, []).append(i)
-
-        def views(tensors: list[Tensor], idx: list[int]) -> list[Tensor]:
-            if idx == list(range(idx[0], idx[-1] + 1)):  # consecutive runs: one (k, ...) slice per tensor
-                return [t[idx[0] : idx[-1] + 1] for t in tensors]
-            return [t[i] for i in idx for t in tensors]
-
-        self._groups = []
-        for (lr, wd), idx in groups.items():
-            entry = {"lr": lr, "weight_decay": wd, "params": views(self._params, idx), "grads": views(self._grads, idx)}
-            for name, tensors in self._opt_state.items():
-                entry[name] = views(tensors, idx)
-            self._groups.append(entry)
-        if self.optimizer == "adamw":
-            # python-double 1 - lr*wd per run, as torch.optim.AdamW computes it, then cast once
-            self._decay = [_per_run([1.0 - lr * wd for lr, wd in zip(lrs, wds)], p) for p in self._params]
-            self._lrs = lrs
-            self._has_decay = any(wd != 0 for wd in wds)
-            self._step_tensor = torch.zeros((), dtype=torch.float32, device=self.device)
-
     # ------------------------------------------------------------------ training
 
     @property
@@ -337,15 +298,7 @@ class BatchedTrainer:
         return len(self.runs)
 
     def _next_indices(self) -> Tensor:
-        if self._order is None or self._order_pos >= self._order.shape[0]:
-            per_epoch = self.num_examples // self.batch_size
-            epochs = max(1, _ORDER_CHUNK_STEPS // per_epoch)
-            chunk = _batch_order_chunk(self._generators, self.num_examples, self.batch_size, epochs)
-            self._order = chunk.to(self.device)
-            self._order_pos = 0
-        idx = self._order[self._order_pos].view(-1)
-        self._order_pos += 1
-        return idx
+        return self._batch_order.next()
 
     def train(self, num_steps: int) -> None:
         """Advance every run by ``num_steps`` optimizer steps (``self.step`` increases by that much)."""
@@ -359,12 +312,24 @@ class BatchedTrainer:
                 idx = self._next_indices()
                 torch.index_select(self._x, 0, idx, out=xb_flat)
                 torch.index_select(self._onehot, 0, idx, out=yb_flat)
+                if self._saved_buffers:
+                    torch._foreach_copy_(self._saved_buffers, self._buffers)
                 self._compute_gradients()
-                if self.optimizer == "adamw":
-                    self._adamw_step()
-                else:
-                    self._sgd_step()
+                self._divergence = divergence_observe(self._divergence, self._losses, self.step, self.divergence_factor)
+                if self._saved_buffers:
+                    restore_frozen_runs(self._buffers, self._saved_buffers, self._divergence.frozen)
+                self._apply_update()
                 self.step += 1
+        self._diverged = divergence_report(self._divergence)
+
+    def _apply_update(self) -> None:
+        """One optimizer step of every run that is not frozen, from the gradients in ``self._grads``."""
+        self._optimizer_state = self._update(self._params, self._grads, self._optimizer_state, frozen=self._divergence.frozen)
+
+    @property
+    def diverged(self) -> dict[int, Divergence]:
+        """The frozen runs by index (as of the last ``train()`` return or checkpoint load)."""
+        return dict(self._diverged)
 
     def _loss_scale(self) -> float:
         """d loss / d logit = scale * (logit - target)."""
@@ -375,9 +340,10 @@ class BatchedTrainer:
         return sq.sum() if self.loss_reduction == "sum" else sq.mean()
 
     def _compute_gradients(self) -> None:
+        """Gradients of every run's batch loss into ``self._grads``, the losses (R,) into ``self._losses``."""
         if self.backend == "mlp":
             self._mlp.forward_backward(
-                self._xb, self._yb, self._mlp_grads[0], self._mlp_grads[1], loss_scale=self._loss_scale()
+                self._xb, self._yb, self._mlp_grads[0], self._mlp_grads[1], loss_scale=self._loss_scale(), losses=self._losses
             )
             return
         skeleton = self._skeleton
@@ -391,77 +357,19 @@ class BatchedTrainer:
 
             params = dict(zip(names, self._params))
             buffers = dict(zip(bnames, self._buffers))
-            grads = torch.func.vmap(torch.func.grad(loss_fn))(params, buffers, self._xb, self._yb)
+            grads, losses = torch.func.vmap(torch.func.grad_and_value(loss_fn))(params, buffers, self._xb, self._yb)
             torch._foreach_copy_(self._grads, [grads[n] for n in names])
+            self._losses.copy_(losses)
             return
         for r in range(self.num_runs):  # loop backend (BatchNorm): buffers are updated in place
             with torch.enable_grad():
                 p_r = {n: p[r].detach().requires_grad_(True) for n, p in zip(names, self._params)}
                 b_r = {n: b[r] for n, b in zip(bnames, self._buffers)}
                 out = torch.func.functional_call(skeleton, (p_r, b_r), (self._xb[r],))
-                grads = torch.autograd.grad(self._loss(out, self._yb[r]), list(p_r.values()))
+                loss = self._loss(out, self._yb[r])
+                grads = torch.autograd.grad(loss, list(p_r.values()))
             torch._foreach_copy_([g[r] for g in self._grads], list(grads))
-
-    def _adamw_step(self) -> None:
-        beta1, beta2 = self.betas
-        t = self.step + 1
-        if self.optimizer_impl == "fused":
-            self._step_tensor.fill_(t)
-            for g in self._groups:
-                torch._fused_adamw_(
-                    g["params"],
-                    g["grads"],
-                    g["exp_avg"],
-                    g["exp_avg_sq"],
-                    [],
-                    [self._step_tensor] * len(g["params"]),
-                    lr=g["lr"],
-                    beta1=beta1,
-                    beta2=beta2,
-                    weight_decay=g["weight_decay"],
-                    eps=self.eps,
-                    amsgrad=False,
-                    maximize=False,
-                )
-            return
-        params, grads = self._params, self._grads
-        exp_avg, exp_avg_sq = self._opt_state["exp_avg"], self._opt_state["exp_avg_sq"]
-        bias_correction1 = 1 - beta1**t
-        bias_correction2 = 1 - beta2**t
-        if self._has_decay:
-            torch._foreach_mul_(params, self._decay)
-        torch._foreach_lerp_(exp_avg, grads, 1 - beta1)
-        torch._foreach_mul_(exp_avg_sq, beta2)
-        torch._foreach_addcmul_(exp_avg_sq, grads, grads, value=1 - beta2)
-        if getattr(self, "_scratch", None) is None:  # reused: fresh param-sized tensors cost page faults
-            self._scratch = ([torch.empty_like(p) for p in params], [torch.empty_like(p) for p in params])
-        denom, update = self._scratch
-        for d, v in zip(denom, exp_avg_sq):
-            torch.sqrt(v, out=d)
-        torch._foreach_div_(denom, bias_correction2**0.5)
-        torch._foreach_add_(denom, self.eps)
-        neg_step = torch.tensor([-(lr / bias_correction1) for lr in self._lrs], dtype=self.dtype, device=self.device)
-        for u, m in zip(update, exp_avg):
-            torch.mul(m, neg_step.view(-1, *([1] * (m.dim() - 1))), out=u)
-        torch._foreach_div_(update, denom)
-        torch._foreach_add_(params, update)
-
-    def _sgd_step(self) -> None:
-        first = self.step == 0
-        for g in self._groups:
-            lr, wd = g["lr"], g["weight_decay"]
-            grads = g["grads"]
-            if wd != 0:  # in place: the gradient buffers are rewritten every step anyway
-                torch._foreach_add_(grads, g["params"], alpha=wd)
-            if self.momentum != 0:
-                bufs = g["momentum_buffer"]
-                if first:
-                    torch._foreach_copy_(bufs, grads)
-                else:
-                    torch._foreach_mul_(bufs, self.momentum)
-                    torch._foreach_add_(bufs, grads)
-                grads = bufs
-            torch._foreach_add_(g["params"], grads, alpha=-lr)
+            self._losses[r] = loss.detach()
 
     # ------------------------------------------------------------------ evaluation
 
@@ -516,10 +424,6 @@ class BatchedTrainer:
         """Logits (R, N, K) of every run on a shared input x (N, ...) (eval mode, no grad); the
         representations are never gathered, so this is the cheap path for accuracy on a large set."""
         return self._evaluate(x, chunk_size, False)[0]
-
-    def representation(self, x: Tensor, *, chunk_size: int = EVAL_CHUNK_SIZE) -> Tensor:
-        """g(x), the input of the last linear layer, (R, N, p) for a shared input x (eval mode, no grad)."""
-        return self.forward_with_representation(x, chunk_size=chunk_size)[1]
 
     # ------------------------------------------------------------------ parameters
 
@@ -578,7 +482,8 @@ class BatchedTrainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: parameters, buffers, optimizer moments, step,
-        batch-order generators, chunk and position. Tensors are CPU copies; safe for ``torch.save``."""
+        batch-order generators, chunk and position, divergence flags. Tensors are CPU copies; safe
+        for ``torch.save``."""
 
         def cpu(ts: list[Tensor], names: list[str]) -> dict[str, Tensor]:
             return {n: t.detach().to("cpu", copy=True) for n, t in zip(names, ts)}
@@ -591,16 +496,16 @@ class BatchedTrainer:
             "step": self.step,
             "params": cpu(self._params, self.param_names),
             "buffers": cpu(self._buffers, self.buffer_names),
-            "optimizer": {k: cpu(v, self.param_names) for k, v in self._opt_state.items()},
-            "batch_order": {
-                "generator_states": [g.get_state() for g in self._generators],
-                "chunk": None if self._order is None else self._order.to("cpu", copy=True),
-                "position": self._order_pos,
-            },
+            "optimizer": {k: cpu(v, self.param_names) for k, v in self._optimizer_state.buffers.items()},
+            "batch_order": self._batch_order.state_dict(),
+            "divergence": divergence_state_dict(self._divergence),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore a `state_dict` taken from a trainer with the same spec, runs, settings and data size."""
+        """Restore a `state_dict` taken from a trainer with the same spec, runs, settings and data size.
+
+        A state without divergence flags (saved before they existed) restores no frozen run; each
+        run's first batch loss is then the first one after loading."""
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"state is not a BatchedTrainer state (format {state.get('format')!r})")
         if ModelSpec.from_dict(state["model_spec"]) != self.spec:
@@ -616,12 +521,16 @@ class BatchedTrainer:
             ):
                 for n, t in zip(names, dst):
                     t.copy_(src[n])
-            for k, tensors in self._opt_state.items():
+            for k, tensors in self._optimizer_state.buffers.items():
                 for n, t in zip(self.param_names, tensors):
                     t.copy_(state["optimizer"][k][n])
-        order = state["batch_order"]
-        for g, s in zip(self._generators, order["generator_states"]):
-            g.set_state(s)
-        self._order = None if order["chunk"] is None else order["chunk"].to(self.device)
-        self._order_pos = int(order["position"])
+        self._batch_order.load_state_dict(state["batch_order"])
         self.step = int(state["step"])
+        self._optimizer_state = self._optimizer_state._replace(count=self.step)
+        if "divergence" in state:
+            self._divergence = divergence_load(
+                state["divergence"], self.num_runs, self.device, self.dtype, self.divergence_factor
+            )
+        else:
+            self._divergence = divergence_init(self.num_runs, self.device, self.dtype)
+        self._diverged = divergence_report(self._divergence)

@@ -11,8 +11,9 @@ Two forecasters, both reading only the rows logged up to the forecast step and o
 forecast does not move):
 
 * ``variance-crossing`` (ours): fit a straight line to ``log V`` over the last ``window`` logged
-  post-fit rows, where ``V`` is the held-out within-class variance when it was measured (a population
-  estimate; Thm. 4.1) and the training RNC1 otherwise, and extrapolate to ``log V(t_fit) + delta``.
+  post-fit rows, where ``V`` is the training RNC1 by default (or the held-out within-class variance,
+  a population estimate by Thm. 4.1, or NC2 or NC1: ``ForecastSettings.signal``), and extrapolate to
+  ``log V(t_fit) + delta``.
   The contraction ``delta`` (how far ``log V`` has fallen from the fit to the onset) is calibrated on
   completed runs, leaving the forecast run out. 80% interval: Monte Carlo over the slope's sampling
   distribution and the calibration runs' ``delta`` values.
@@ -57,15 +58,19 @@ FORECASTERS = ("variance-crossing", "r6-law")
 FORECAST_STATUSES = ("forecast", "no_onset_expected", "insufficient_data", "already_grokked")
 # what a forecast may read: training-set measures and the held-out (not test) variance
 ALLOWED_COLUMNS = ("step", "train_acc", "train_loss", "rnc1", "within_var", "nc1", "nc2", "heldout_within_var")
-VARIANCE_SIGNALS = ("heldout_within_var", "rnc1")
+# the contracting quantity the variance-crossing forecaster extrapolates (ForecastSettings.signal)
+SIGNALS = ("rnc1", "heldout_within_var", "nc2", "nc1")
 
 
 @dataclass(frozen=True)
 class ForecastSettings:
-    """``fit_threshold``: train accuracy that counts as fitted (as in ``onset``); ``min_points``: post-fit
+    """``signal``: the column extrapolated (one of ``SIGNALS``; ``rnc1`` by default: on the ``ncgrok grok``
+    sweep it gave the smallest half-way error of the four, see the README); ``fit_threshold``: train
+    accuracy that counts as fitted (as in ``onset``); ``min_points``: post-fit
     rows needed; ``window``: trailing post-fit rows in the slope fit; ``coverage``: interval mass;
     ``draws``/``seed``: Monte Carlo of the interval."""
 
+    signal: str = "rnc1"
     fit_threshold: float = 0.99
     min_points: int = 4
     window: int = 8
@@ -125,11 +130,10 @@ def _allowed(run: RunCurves, until: float | None) -> dict[str, np.ndarray]:
     return {c: np.asarray(run.columns[c], dtype=float)[keep] for c in ALLOWED_COLUMNS if c in run.columns}
 
 
-def _signal(columns: dict[str, np.ndarray]) -> tuple[str, np.ndarray] | None:
-    for name in VARIANCE_SIGNALS:
-        values = columns.get(name)
-        if values is not None and values.size and np.all(np.isfinite(values)) and np.all(values > 0):
-            return name, values
+def _signal(columns: dict[str, np.ndarray], name: str) -> tuple[str, np.ndarray] | None:
+    values = columns.get(name)
+    if values is not None and values.size and np.all(np.isfinite(values)) and np.all(values > 0):
+        return name, values
     return None
 
 
@@ -156,13 +160,14 @@ def observed_onset(run: RunCurves) -> tuple[float, float] | None:
     return float(result.fit_step), float(result.onset_step)
 
 
-def calibrate(runs: Sequence[RunCurves]) -> Calibration:
+def calibrate(runs: Sequence[RunCurves], signal: str = "rnc1") -> Calibration:
     """Calibration from every run that grokked and has a variance signal (see the module docstring)."""
     names, deltas, constants = [], [], []
+    signal_name = signal
     for run in runs:
         observed = observed_onset(run)
         columns = _allowed(run, None)
-        signal = _signal(columns)
+        signal = _signal(columns, signal_name)
         if observed is None or signal is None:
             continue
         fit, onset = observed
@@ -186,7 +191,7 @@ def _bounds(samples: np.ndarray, coverage: float) -> tuple[float, float]:
 def _variance_crossing(run: RunCurves, columns: dict, fit: int, at: float, calibration: Calibration,
                        settings: ForecastSettings) -> Forecast:
     name = "variance-crossing"
-    signal_name, values = _signal(columns)
+    signal_name, values = _signal(columns, settings.signal)
     steps = columns["step"]
     post = np.arange(fit, steps.size)[-settings.window:]
     t, y = steps[post], np.log(values[post])
@@ -245,6 +250,8 @@ def forecast_run(run: RunCurves, calibration: Calibration, *, at: float | None =
                  forecaster: str = "variance-crossing", settings: ForecastSettings = ForecastSettings()) -> Forecast:
     """Forecast ``run``'s onset from its rows logged up to ``at`` (default: its last row). ``calibration``
     should not contain ``run`` itself (use :meth:`Calibration.without`)."""
+    if settings.signal not in SIGNALS:
+        raise ValueError(f"signal must be one of {SIGNALS}, got {settings.signal!r}")
     if forecaster not in _FORECASTERS:
         raise ValueError(f"forecaster must be one of {FORECASTERS}, got {forecaster!r}")
     columns = _allowed(run, at)
@@ -261,9 +268,9 @@ def forecast_run(run: RunCurves, calibration: Calibration, *, at: float | None =
         return Forecast(run.name, forecaster, "insufficient_data", at_step,
                         detail="no completed run that grokked to calibrate on (give a sweep, or --calibrate-on)")
     if forecaster == "variance-crossing":
-        if _signal(columns) is None:
+        if _signal(columns, settings.signal) is None:
             return Forecast(run.name, forecaster, "insufficient_data", at_step,
-                            detail=f"none of {VARIANCE_SIGNALS} logged with positive finite values")
+                            detail=f"{settings.signal} not logged with positive finite values")
         if columns["step"].size - fit < settings.min_points:
             return Forecast(run.name, forecaster, "insufficient_data", at_step,
                             detail=f"not enough post-fit data yet ({columns['step'].size - fit} rows, need {settings.min_points})")
@@ -273,7 +280,7 @@ def forecast_run(run: RunCurves, calibration: Calibration, *, at: float | None =
 def forecast_runs(runs: Sequence[RunCurves], *, at: float | None = None, forecaster: str = "variance-crossing",
                   calibration_runs: Sequence[RunCurves] = (), settings: ForecastSettings = ForecastSettings()) -> list[Forecast]:
     """Forecast every run; calibration on ``runs`` plus ``calibration_runs``, leaving each forecast run out."""
-    calibration = calibrate(list(runs) + list(calibration_runs))
+    calibration = calibrate(list(runs) + list(calibration_runs), settings.signal)
     return [forecast_run(run, calibration.without(run.name), at=at, forecaster=forecaster, settings=settings)
             for run in runs]
 
@@ -306,7 +313,7 @@ def backtest(runs: Sequence[RunCurves], *, every: float = 1000.0, halfway: bool 
     """Replay every grokked run: forecast at fit + k * ``every`` (k = 1, 2, ... while before the onset)
     and, with ``halfway``, at the logged step nearest below halfway between fit and onset; each with
     leave-one-run-out calibration. Rows carry the observed fit and onset."""
-    calibration = calibrate(runs)
+    calibration = calibrate(runs, settings.signal)
     rows = []
     for run in runs:
         observed = observed_onset(run)

@@ -1,5 +1,5 @@
 """The main job, ``ncgrok grok``: a reduced weight-decay sweep of the paper's MNIST setting that
-shows grokking on a 2-core laptop, then the predicted-vs-observed onset table and the figures.
+shows grokking on a 2-core laptop (the onset table and the figures are drawn by the CLI from one report).
 
 The setting keeps every protocol choice of the paper (first 1000 MNIST training images, MLP
 784-200-200-200-10 with every parameter x8 at init, summed squared loss to one-hot, AdamW lr 1e-3,
@@ -44,8 +44,6 @@ def grok_config(*, data_dir: str | None = None, device: str = "auto", steps: int
 @dataclass
 class GrokResult:
     sweep: SweepResult
-    onsets: Any  # empirical.analysis.OnsetAnalysis
-    figures: Any  # empirical.figures.FigureReport
     fetched: Path
 
 
@@ -55,18 +53,15 @@ def run_grok(
     config: SweepConfig,
     progress: Callable[[int, int, list[dict[str, float]]], None] | None = None,
 ) -> GrokResult:
-    """Fetch MNIST if missing, run (or resume, or reuse) the sweep, analyse onsets, draw figures."""
-    from ncgrok.empirical.analysis import analyze_onsets, load_sweep
+    """Fetch MNIST if missing and run (or resume, or reuse) the sweep; ``ncgrok grok`` then analyses
+    it once (``empirical.report.analyze_sweep``) and draws the report."""
     from ncgrok.empirical.data import fetch
-    from ncgrok.empirical.figures import make_figures
 
     fetched = fetch("mnist", data_dir=config.data_dir)
     out_dir = Path(out_dir)
     resume = SweepDirectory(out_dir).holds_sweep()
     sweep = run_sweep(config, out_dir, resume=resume, progress=progress)
-    onsets = analyze_onsets(load_sweep(out_dir))
-    figures = make_figures(out_dir, out_dir / "figures", data_dir=config.data_dir)
-    return GrokResult(sweep=sweep, onsets=onsets, figures=figures, fetched=fetched)
+    return GrokResult(sweep=sweep, fetched=fetched)
 
 
 def describe(config: SweepConfig) -> dict[str, Any]:

@@ -406,7 +406,8 @@ def as_measurement_data(split: Any, *, device: torch.device | str = "cpu", dtype
 
 
 # --------------------------------------------------------------------------- information plane
-INFORMATION_COLUMNS = ("nhsic_zx", "nhsic_zy", "mi_zx", "mi_zy", "ib_bound_trace", "ib_bound_logdet")
+# mi_zx / mi_zy: the paper's three-entropy route; *_ksg: KSG for I(Z;X) and Ross for I(Z;Y) on the same codes
+INFORMATION_COLUMNS = ("nhsic_zx", "nhsic_zy", "mi_zx", "mi_zy", "mi_zx_ksg", "mi_zy_ksg", "ib_bound_trace", "ib_bound_logdet")
 
 
 @dataclass
@@ -464,8 +465,11 @@ class InformationMeasurement:
         self.codes = np.asarray(encoder.encode(self.x.reshape(count, -1).cpu().numpy()))
         self.hsic_inputs = NormalizedHSIC(sigma=settings.nhsic_sigma, kernel_x="gaussian", kernel_y="gaussian")
         self.hsic_labels = NormalizedHSIC(sigma=settings.nhsic_sigma, kernel_x="gaussian", kernel_y="linear")
-        self.mutual_information = CompressedMutualInformation(latent_dim=settings.latent_dim, k=settings.k,
-                                                              seed=settings.seed)
+        self.mutual_information = {
+            suffix: CompressedMutualInformation(latent_dim=settings.latent_dim, k=settings.k, seed=settings.seed,
+                                                estimator=estimator)
+            for suffix, estimator in (("", "kl"), ("_ksg", "ksg"))
+        }
 
     def __call__(self, model: BatchedModel, feature_scales: Sequence[float]) -> list[dict[str, float]]:
         from ncgrok.theory.collapse import class_covariances
@@ -482,11 +486,12 @@ class InformationMeasurement:
                 "nhsic_zy": self.hsic_labels.estimate(z, self.y, **hsic),
             }
             z_numpy = z.cpu().numpy()
-            try:
-                estimate = self.mutual_information.estimate(z_numpy, self.codes, self.y_numpy)
-                row["mi_zx"], row["mi_zy"] = estimate.i_zx, estimate.i_zy
-            except ValueError:  # e.g. a collapsed representation with rank 0: no density to estimate
-                row["mi_zx"] = row["mi_zy"] = float("nan")
+            for suffix, estimator in self.mutual_information.items():
+                try:
+                    estimate = estimator.estimate(z_numpy, self.codes, self.y_numpy)
+                    row[f"mi_zx{suffix}"], row[f"mi_zy{suffix}"] = estimate.i_zx, estimate.i_zy
+                except ValueError:  # e.g. a collapsed representation with rank 0: no density to estimate
+                    row[f"mi_zx{suffix}"] = row[f"mi_zy{suffix}"] = float("nan")
             stats = ClassStatistics.from_features(z_numpy, self.y_numpy, num_classes=self.num_classes)
             scale = float(feature_scales[r])
             if scale > 0 and np.all(stats.counts >= 1):

@@ -429,11 +429,13 @@ class BatchedMLP:
         grad_biases: list[Tensor],
         *,
         loss_scale: float = 2.0,
+        losses: Tensor | None = None,
     ) -> None:
         """Write the gradients of ``sum((f(x) - targets)^2) * loss_scale / 2`` into the given tensors.
 
         ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss_scale = 2`` is the
-        summed squared loss; ``2 / (B K)`` its mean.
+        summed squared loss; ``2 / (B K)`` its mean. ``losses`` (R,), if given, receives each run's
+        loss (that expression per run, before the backward pass).
         """
         work = self._workspace(x)
         hs = [x]
@@ -444,7 +446,11 @@ class BatchedMLP:
             if i < last:
                 h = z.relu_()
                 hs.append(h)
-        delta = z.sub_(targets).mul_(loss_scale)
+        residual = z.sub_(targets)
+        if losses is not None:
+            flat = residual.view(residual.shape[0], -1)
+            torch.linalg.vecdot(flat, flat, out=losses).mul_(loss_scale / 2)
+        delta = residual.mul_(loss_scale)
         for i in range(last, -1, -1):
             torch.bmm(delta.transpose(1, 2), hs[i], out=grad_weights[i])
             torch.sum(delta, dim=1, out=grad_biases[i])

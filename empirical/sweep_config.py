@@ -107,7 +107,8 @@ class SweepConfig:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
         if self.batch_size > self.train_size:
-            raise ValueError(f"batch_size ({self.batch_size}) cannot exceed train_size ({self.train_size})")
+            raise ValueError(f"{flag_name('batch_size')} ({self.batch_size}) cannot exceed "
+                             f"{flag_name('train_size')} ({self.train_size})")
         if self.heldout_size is not None and self.heldout_size < 0:
             raise ValueError(f"heldout_size must be >= 0 (0 = no held-out sample), got {self.heldout_size}")
         if self.log_every is not None and self.log_every < 1:
@@ -130,7 +131,8 @@ class SweepConfig:
         if self.measure_ib:
             self.information_settings()  # validates ib_sigma and ib_samples
         if any(s < 0 or s > self.steps for s in self.snapshot_steps):
-            raise ValueError(f"snapshot_steps must lie in [0, steps={self.steps}], got {list(self.snapshot_steps)}")
+            raise ValueError(f"{flag_name('snapshot_steps')} must lie in [0, {flag_name('steps')} = {self.steps}], "
+                             f"got {list(self.snapshot_steps)}")
 
     # ------------------------------------------------------------------ what the settings imply
     def information_settings(self) -> InformationSettings:

@@ -144,7 +144,8 @@ class UFMConfig:
         set_("weight_decay", as_scalar("weight_decay", self.weight_decay, nonnegative=True))
         if decoupled_decay(self.lr, self.weight_decay) <= 0.0:
             raise ValueError(
-                f"lr * weight_decay must be < 1 (the decay factor 1 - lr*weight_decay must stay positive), "
+                f"lr * weight_decay (--lr x --weight-decay) must be < 1 (the decay factor 1 - lr*weight_decay must "
+                f"stay positive), "
                 f"got lr={self.lr:g}, weight_decay={self.weight_decay:g}"
             )
         set_("steps", as_count("steps", self.steps, minimum=1))
@@ -199,7 +200,8 @@ def _samples_per_class(value: Any, num_classes: int) -> int | tuple[int, ...]:
         counts = tuple(as_count("samples_per_class", item, minimum=1) for item in value)
         if len(counts) != num_classes:
             raise ValueError(
-                f"samples_per_class must be one count or one count per class ({num_classes}), got {len(counts)}"
+                f"samples_per_class (--samples-per-class) must be one count or one count per class "
+                f"(--classes {num_classes}), got {len(counts)}"
             )
         return counts
     return as_count("samples_per_class", value, minimum=1)

@@ -1,12 +1,20 @@
-"""Time scales of fitting and collapse, and the predicted grokking onset (Thm. 4.3; R5, R6).
+"""Time scales of fitting and collapse (Thm. 4.3; R5) and our reconstructed onset law (R6).
 
 Thm. 4.3 of Sakamoto & Sato: for gradient descent with step ``eta`` on the squared loss with weight
 decay ``lambda``, ``L(theta) = (1/2)||f(X) - Y||_F^2 + (lambda/2) sum_l ||W_l||_F^2``, the training
 loss reaches ``eps1`` after ``tau1 = Omega(eta^-1 log(1/eps1))`` steps, independently of ``lambda``,
-and the within-class variance reaches ``eps2`` only after a further
-``tau2 = Omega((eta lambda)^-1 log(1/eps2))`` steps. The **rates are published**; the exact forms
-used here (constants, initial values, the balancedness and UFM arguments) are **reconstructed**:
-they are our own derivations with the published shape, each stated with its assumptions.
+and RNC1 (the within-class variability) reaches ``eps2`` only after a further
+``tau2 = Omega((eta lambda)^-1 log(1/eps2))`` steps. These are **lower bounds** on the steps until
+the loss, and RNC1, are small; the **rates are published**. The exact forms used here (constants,
+initial values, the balancedness and UFM arguments) are **reconstructed**: they are our own
+derivations with the published shape, each stated with its assumptions.
+
+The theorem says nothing directly about test accuracy. The grokking-onset law
+``t_grok = t_fit + C / (eta lambda)`` (:func:`predicted_onset`, :func:`fit_onset_constant`,
+:func:`ufm_constant`) and its log-log slope ``-1`` (:func:`fit_loglog_slope`) are **our
+reconstruction (R6)** built on the theorem's time scale, not predictions of the theorem or claims of
+the paper; the paper's own statements about onsets are qualitative (stronger weight decay makes
+grokking earlier and the gap shorter; RNC1 falls with the rise of test accuracy, Sec. 5.1, Fig. 3).
 
 Exact identities this module encodes (checked to machine precision by the tests):
 
@@ -33,7 +41,7 @@ Exact identities this module encodes (checked to machine precision by the tests)
 **AdamW.** Under AdamW these identities are not exact: Adam's per-coordinate preconditioning of the
 gradient breaks the relation the cancellation relies on and the linear UFM update. Only decoupled
 weight decay's factor ``(1 - eta lambda)`` per step is exact, which is why the same ``1/(eta lambda)``
-time scale is the *prediction* for AdamW runs; treat it as a hypothesis to test there, not a theorem.
+time scale is carried over to AdamW runs as a hypothesis to test there, not a theorem.
 
 Nothing here does I/O or imports torch.
 """
@@ -104,9 +112,11 @@ def fit_time(*, lr: float, eps1: float, initial_loss: float = 1.0, rate: float =
 def collapse_time(
     *, lr: float, weight_decay: float, eps2: float, initial_variance: float = 1.0
 ) -> float:
-    """Predicted number of steps for the within-class variance to reach ``eps2`` (Thm. 4.3).
+    """Reconstructed time scale for the within-class variance to reach ``eps2`` (Thm. 4.3's ``tau2``).
 
-    Returns ``tau2 = log(V0 / eps2) / (2 lr weight_decay)``: the within-class variance decays at
+    Thm. 4.3 bounds this time from below by ``Omega((eta lambda)^-1 log(1/eps2))``; this function
+    gives the reconstructed form with a constant,
+    ``tau2 = log(V0 / eps2) / (2 lr weight_decay)``: the within-class variance decays at
     least like ``(1 - eta lambda)^(2t)`` and, in the null space of the classifier, no faster (UFM
     argument, see the module docstring), so ``V(t) <= eps2`` after about this many steps *counted
     from the time the variance equals* ``initial_variance`` (use ``V(tau1)`` to get the delay
@@ -285,7 +295,7 @@ def ufm_constant(*, variance_at_fit: float, eps2: float) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Predicted grokking onset (R6)
+# The reconstructed grokking-onset law (R6)
 
 
 def _weight_decays(value: Any) -> np.ndarray:
@@ -296,7 +306,10 @@ def _weight_decays(value: Any) -> np.ndarray:
 
 
 def predicted_onset(weight_decay: Any, *, lr: float, fit_time: Any, constant: float) -> Any:
-    """Predicted grokking onset ``t_fit + C / (eta lambda)`` (R6, from Thm. 4.3; reconstructed form).
+    """Onset law ``t_fit + C / (eta lambda)`` (R6: our reconstruction on Thm. 4.3's time scale).
+
+    Thm. 4.3 is a lower bound on the steps until RNC1 is small and says nothing directly about test
+    accuracy; equating the grokking onset with that time scale is our hypothesis, not the paper's.
 
     ``weight_decay`` may be a number or an array (``> 0``); ``fit_time`` is ``t_fit`` in steps (a
     number, or an array broadcasting with ``weight_decay``); ``constant`` is ``C >= 0`` (fit it with
@@ -339,7 +352,7 @@ def fit_onset_constant(weight_decays: Any, onsets: Any, *, lr: float, fit_times:
 
 @dataclass(frozen=True)
 class LogLogFit:
-    """Ordinary least squares of ``log(delay)`` on ``log(weight_decay)`` (R6 scaling law).
+    """Ordinary least squares of ``log(delay)`` on ``log(weight_decay)`` (R6 scaling law, reconstructed).
 
     ``slope_ci`` is the two-sided ``confidence`` interval of the slope from the t-distribution with
     ``num_points - 2`` degrees of freedom; with exactly two points it is ``(-inf, inf)``.
@@ -354,11 +367,14 @@ class LogLogFit:
 
 
 def fit_loglog_slope(weight_decays: Any, delays: Any, *, confidence: float = 0.95) -> LogLogFit:
-    """Fit ``log(t_grok - t_fit) = slope * log(lambda) + intercept`` (R6; Thm. 4.3 predicts slope -1).
+    """Fit ``log(t_grok - t_fit) = slope * log(lambda) + intercept`` (R6, reconstructed: slope -1 if
+    the onset follows :func:`predicted_onset`; not a prediction of Thm. 4.3 or of the paper).
 
     ``delays`` are ``t_grok - t_fit`` (``> 0``), one per weight decay (``> 0``); natural logarithms.
     Needs at least two distinct weight decays. The confidence interval assumes independent Gaussian
-    errors in ``log(delay)`` (per-seed onsets can be passed as repeated weight decays).
+    errors in ``log(delay)``: pass one summary per weight decay. Seeds of one weight decay passed as
+    repeated points are not independent evidence about the law and make the interval too narrow; the
+    claims ledger's ``r6-scaling`` check resamples seeds within levels instead.
     """
     decays = np.atleast_1d(_weight_decays(weight_decays))
     delays = np.atleast_1d(as_array("delays", delays, ndim=(0, 1)))

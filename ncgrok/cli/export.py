@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
+from ncgrok.cli import options
 from ncgrok.files import json_safe
 
 
@@ -20,16 +20,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Optional packages: pip install 'ncgrok[export]'."
         ),
     )
-    targets = parser.add_subparsers(dest="target", metavar="TARGET", required=True)
+    parser.set_defaults(func=lambda args: _print_help(parser))
+    targets = parser.add_subparsers(dest="target", metavar="TARGET")
     tensorboard = targets.add_parser("tensorboard", help="event files, one run per directory: tensorboard --logdir OUT")
     wandb = targets.add_parser("wandb", help="offline wandb runs (nothing is sent): wandb sync OUT/wandb/offline-run-*")
     for target in (tensorboard, wandb):
-        target.add_argument("path", metavar="DIR", help="a run directory or a directory of run directories")
-        target.add_argument("--out", required=True, type=Path, help="new or empty output directory")
+        target.add_argument("path", metavar="DIR", type=options.path_text,
+                            help="a run directory or a directory of run directories")
+        target.add_argument("--out", required=True, type=options.path, help="new or empty output directory")
         target.add_argument("--json", action="store_true", help="print what was exported as JSON")
-    wandb.add_argument("--project", default="ncgrok", help="wandb project the runs are synced to (default ncgrok)")
+    wandb.add_argument("--project", type=options.name, default="ncgrok", help="wandb project the runs are synced to (default ncgrok)")
     tensorboard.set_defaults(func=_run)
     wandb.set_defaults(func=_run)
+
+
+def _print_help(parser: argparse.ArgumentParser) -> int:
+    """``ncgrok export`` without a target: its help, exit status 2."""
+    parser.print_help()
+    return 2
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import json
 import math
 from typing import Any
 
+from ncgrok.cli import options
 from ncgrok.files import json_safe
 
 
@@ -21,12 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "forecast run; completed runs' onsets (from their test accuracy) are the calibration."
         ),
     )
-    parser.add_argument("path", metavar="RUN_OR_SWEEP", help="a run directory or a directory of run directories")
-    parser.add_argument("--at", type=float, default=None, metavar="STEP",
+    parser.add_argument("path", type=options.path_text, metavar="RUN_OR_SWEEP", help="a run directory or a directory of run directories")
+    parser.add_argument("--at", type=options.non_negative_number, default=None, metavar="STEP",
                         help="use only rows logged at or before this step (default: each run's last row)")
     parser.add_argument("--forecaster", choices=("variance-crossing", "r6-law"), default="variance-crossing",
                         help="which forecaster (default: variance-crossing)")
-    parser.add_argument("--calibrate-on", metavar="SWEEP", default=None,
+    parser.add_argument("--signal", choices=("rnc1", "heldout_within_var", "nc2", "nc1"), default="rnc1",
+                        help="the contracting quantity variance-crossing extrapolates (default: rnc1, the training RNC1)")
+    parser.add_argument("--calibrate-on", type=options.path_text, metavar="SWEEP", default=None,
                         help="more completed runs to calibrate on (e.g. an earlier sweep), besides the other runs given")
     parser.add_argument("--backtest", action="store_true",
                         help="replay every completed run that grokked: forecast at fit + k*1000 steps and half-way to "
@@ -51,10 +54,11 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.at is not None and not (math.isfinite(args.at) and args.at >= 0):
         raise ValueError(f"--at must be a step >= 0, got {args.at}")
+    settings = forecast.ForecastSettings(signal=args.signal)
     runs = _curves(args.path)
     extra = _curves(args.calibrate_on) if args.calibrate_on else []
     if args.backtest:
-        rows = forecast.backtest(runs + extra)
+        rows = forecast.backtest(runs + extra, settings=settings)
         summary = {"all": forecast.backtest_summary(rows), "halfway": forecast.backtest_summary(rows, halfway_only=True)}
         if args.json:
             print(json.dumps(json_safe({"backtest": summary, "rows": [
@@ -71,7 +75,8 @@ def _run(args: argparse.Namespace) -> int:
                       f" ({'-' if rel is None else f'{100 * rel:.0f}%'} of the delay); 80% interval coverage "
                       f"{'-' if cov is None else f'{100 * cov:.0f}%'}; other statuses {entry['other_statuses']}")
         return 0
-    results = forecast.forecast_runs(runs, at=args.at, forecaster=args.forecaster, calibration_runs=extra)
+    results = forecast.forecast_runs(runs, at=args.at, forecaster=args.forecaster, calibration_runs=extra,
+                                     settings=settings)
     if args.json:
         print(json.dumps(json_safe({"runs": [r.to_json() for r in results]})))
         return 0

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ncgrok.cli import simulate_gmm
+from ncgrok.cli import options, simulate_gmm
 from ncgrok.files import atomic_write_json, json_safe
 from ncgrok.simulate.trajectories import (
     auto_horizon,
@@ -78,33 +78,37 @@ def _formatter(prog: str) -> argparse.HelpFormatter:
 
 def _add_model_arguments(parser: argparse.ArgumentParser, *, sweep: bool) -> None:
     model = parser.add_argument_group("model")
-    model.add_argument("--classes", type=int, default=4, metavar="K", help="number of classes K (>= 2; default 4)")
-    model.add_argument("--samples-per-class", default="8", metavar="N|N1,N2,..",
+    model.add_argument("--classes", type=options.count(2), default=4, metavar="K", help="number of classes K (>= 2; default 4)")
+    model.add_argument("--samples-per-class", type=options.count_list, default="8", metavar="N|N1,N2,..",
                        help="samples per class: one count, or one per class for unbalanced classes (default 8)")
-    model.add_argument("--dim", type=int, default=16, metavar="P",
+    model.add_argument("--dim", type=options.positive_count, default=16, metavar="P",
                        help="feature dimension p (default 16; p > K leaves W a null space)")
-    model.add_argument("--init-scale", type=float, default=0.1,
+    model.add_argument("--init-scale", type=options.positive_number, default=0.1,
                        help="entries of W and H start N(0, init_scale^2/p) (default 0.1)")
     model.add_argument("--bias", action="store_true", help="learn an (undecayed) bias")
     model.add_argument("--freeze-classifier", action="store_true",
                        help="keep W (and b) at its initial value; only the features move")
     optimization = parser.add_argument_group("optimization")
     if not sweep:
-        optimization.add_argument("--lr", type=float, default=0.1, help="step size eta (default 0.1)")
-        optimization.add_argument("--weight-decay", type=float, default=1e-2, help="lambda (default 0.01)")
-    optimization.add_argument("--steps", type=int, default=None,
+        optimization.add_argument("--lr", type=options.positive_number, default=0.1, help="step size eta (default 0.1)")
+        optimization.add_argument("--weight-decay", type=options.non_negative_number, default=1e-2,
+                                  help="lambda (>= 0, with lr * lambda < 1; default 0.01)")
+    optimization.add_argument("--steps", type=options.positive_count, default=None,
                               help="nominal GD steps (default: enough for RNC1 to reach eps2, from the predictions)")
-    optimization.add_argument("--substeps", type=int, default=1,
+    optimization.add_argument("--substeps", type=options.positive_count, default=1,
                               help="split each step into this many steps of size eta/substeps "
                                    "(gradient-flow approximation; step t is flow time t*eta; default 1)")
-    optimization.add_argument("--dtype", choices=DTYPE_NAMES, default="float64")
-    optimization.add_argument("--seed", type=int, default=0)
+    optimization.add_argument("--dtype", choices=DTYPE_NAMES, default="float64",
+                              help="floating-point precision of the simulation (default float64)")
+    optimization.add_argument("--seed", type=options.seed, default=0,
+                              help="seed of the initialization of W and H (default 0)")
     logging = parser.add_argument_group("logging and time scales")
-    logging.add_argument("--log-every", type=int, default=None, metavar="K",
+    logging.add_argument("--log-every", type=options.positive_count, default=None, metavar="K",
                          help="record every K steps (default: --log-points log-spaced steps)")
-    logging.add_argument("--log-points", type=int, default=200, help="number of log-spaced records (default 200)")
-    logging.add_argument("--eps1", type=float, default=1e-3, help="tau1 threshold on loss / initial loss (default 1e-3)")
-    logging.add_argument("--eps2", type=float, default=1e-6, help="tau2 threshold on RNC1 (default 1e-6)")
+    logging.add_argument("--log-points", type=options.count(2), default=200,
+                         help="number of log-spaced records (>= 2; default 200)")
+    logging.add_argument("--eps1", type=options.probability, default=1e-3, help="tau1 threshold on loss / initial loss (default 1e-3)")
+    logging.add_argument("--eps2", type=options.probability, default=1e-6, help="tau2 threshold on RNC1 (default 1e-6)")
     logging.add_argument("--scale", choices=("mean", "sup"), default="mean",
                          help="feature scale B in RNC1 (mean norm: the paper's plots; sup: the theory's B_g)")
     logging.add_argument("--no-interpolate", action="store_true",
@@ -160,7 +164,7 @@ def _register_ufm(subparsers: Any) -> None:
         formatter_class=_formatter,
     )
     _add_model_arguments(parser, sweep=False)
-    parser.add_argument("--out", default="ncgrok-out/simulate-ufm", metavar="DIR",
+    parser.add_argument("--out", type=options.path_text, default="ncgrok-out/simulate-ufm", metavar="DIR",
                         help="output directory (default ./ncgrok-out/simulate-ufm)")
     parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object instead of the table")
@@ -266,12 +270,13 @@ def _register_sweep(subparsers: Any) -> None:
         ),
         formatter_class=_formatter,
     )
-    parser.add_argument("--weight-decay", type=float, nargs="+", default=[1e-3, 2e-3, 5e-3, 1e-2],
-                        metavar="LAMBDA", help="weight decays (default 1e-3 2e-3 5e-3 1e-2)")
-    parser.add_argument("--lr", type=float, nargs="+", default=[0.1], metavar="ETA",
-                        help="learning rates (default 0.1)")
+    parser.add_argument("--weight-decay", type=options.positive_number, nargs="+", action=options.distinct(),
+                        default=[1e-3, 2e-3, 5e-3, 1e-2],
+                        metavar="LAMBDA", help="weight decays, each > 0 (default 1e-3 2e-3 5e-3 1e-2)")
+    parser.add_argument("--lr", type=options.positive_number, nargs="+", action=options.distinct(), default=[0.1], metavar="ETA",
+                        help="learning rates, each > 0 (default 0.1)")
     _add_model_arguments(parser, sweep=True)
-    parser.add_argument("--out", default="ncgrok-out/simulate-sweep", metavar="DIR",
+    parser.add_argument("--out", type=options.path_text, default="ncgrok-out/simulate-sweep", metavar="DIR",
                         help="output directory (default ./ncgrok-out/simulate-sweep)")
     parser.add_argument("--no-figure", action="store_true", help="skip the PNG")
     parser.add_argument("--json", action="store_true", help="print one JSON summary object instead of the table")
@@ -363,8 +368,8 @@ def _register_figures(subparsers: Any) -> None:
         ),
         formatter_class=_formatter,
     )
-    parser.add_argument("--out", default="figures", metavar="DIR", help="output directory (default ./figures)")
-    parser.add_argument("--weight-decay", type=float, nargs="+", default=None, metavar="LAMBDA",
+    parser.add_argument("--out", type=options.path_text, default="figures", metavar="DIR", help="output directory (default ./figures)")
+    parser.add_argument("--weight-decay", type=options.positive_number, nargs="+", action=options.distinct(), default=None, metavar="LAMBDA",
                         help="weight decays of the UFM figures (default 1e-3 2e-3 5e-3 1e-2 3e-2, lr 0.1)")
     parser.add_argument("--no-mixture", action="store_true", help="only the UFM figures")
     parser.add_argument("--json", action="store_true", help="print one JSON object listing the files")

@@ -19,6 +19,7 @@ import os
 import sys
 from typing import Any
 
+from ncgrok.cli import options
 from ncgrok.files import atomic_write_json, json_safe
 from ncgrok.simulate.concentration_check import (
     GapScalingResult,
@@ -76,30 +77,33 @@ def _add_mixture_arguments(
     """The population, network and training options shared by ``gmm`` and ``gap``; returns the three
     argument groups so that each command can add its own options to them."""
     population = parser.add_argument_group(population_title)
-    population.add_argument("--classes", type=int, default=defaults.num_classes, help="number of classes K (>= 2)")
-    population.add_argument("--input-dim", type=int, default=defaults.input_dim, help="input dimension d")
-    population.add_argument("--separation", type=float, default=defaults.separation,
+    population.add_argument("--classes", type=options.count(2), default=defaults.num_classes, help="number of classes K (>= 2)")
+    population.add_argument("--input-dim", type=options.positive_count, default=defaults.input_dim,
+                            help="input dimension d (>= 1)")
+    population.add_argument("--separation", type=options.positive_number, default=defaults.separation,
                             help="norm of each random class mean (means are ~separation*sqrt(2) apart)")
-    population.add_argument("--noise", type=float, default=defaults.noise, help="scale of the class covariances")
-    population.add_argument("--mixture-seed", type=int, default=mixture_seed_default, help=mixture_seed_help)
+    population.add_argument("--noise", type=options.positive_number, default=defaults.noise,
+                            help="scale of the class covariances (> 0)")
+    population.add_argument("--mixture-seed", type=options.seed, default=mixture_seed_default, help=mixture_seed_help)
     network = parser.add_argument_group("network")
-    network.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="hidden width m")
-    network.add_argument("--feature-dim", type=int, default=defaults.feature_dim, help="representation dimension p")
+    network.add_argument("--hidden-dim", type=options.positive_count, default=defaults.hidden_dim, help="hidden width m (>= 1)")
+    network.add_argument("--feature-dim", type=options.positive_count, default=defaults.feature_dim,
+                         help="representation dimension p (>= 1)")
     network.add_argument("--activation", choices=ACTIVATIONS, default=defaults.activation,
                          help="hidden activation; 'identity' is the linear network (exact Gaussian case)")
-    network.add_argument("--leaky-slope", type=float, default=defaults.leaky_slope,
+    network.add_argument("--leaky-slope", type=options.fraction, default=defaults.leaky_slope,
                          help="slope alpha of the smooth leaky ReLU for negative inputs")
-    network.add_argument("--sharpness", type=float, default=defaults.sharpness,
+    network.add_argument("--sharpness", type=options.positive_number, default=defaults.sharpness,
                          help="beta of the smooth leaky ReLU (kink smoothed over ~1/beta)")
-    network.add_argument("--init-scale", type=float, default=defaults.init_scale,
+    network.add_argument("--init-scale", type=options.positive_number, default=defaults.init_scale,
                          help="weights start N(0, init_scale^2 / fan_in)")
     training = parser.add_argument_group("training")
     training.add_argument("--optimizer", choices=OPTIMIZERS, default=defaults.optimizer,
                           help="full-batch GD or AdamW (decoupled weight decay)")
-    training.add_argument("--lr", type=float, default=defaults.lr, help=lr_help)
-    training.add_argument("--weight-decay", type=float, default=defaults.weight_decay,
-                          help="lambda (>= 0) on W1, W2, W3")
-    training.add_argument("--steps", type=int, default=defaults.steps, help=steps_help)
+    training.add_argument("--lr", type=options.positive_number, default=defaults.lr, help=lr_help)
+    training.add_argument("--weight-decay", type=options.non_negative_number, default=defaults.weight_decay,
+                          help="lambda (>= 0, with lr * lambda < 1) on W1, W2, W3")
+    training.add_argument("--steps", type=options.positive_count, default=defaults.steps, help=steps_help)
     return population, network, training
 
 
@@ -117,28 +121,31 @@ def _register_gmm(subparsers: Any) -> argparse.ArgumentParser:
         mixture_seed_default=None, mixture_seed_help="seed of the random mixture (default --seed)",
         lr_help="step size eta (> 0)", steps_help="number of training steps",
     )
-    population.add_argument("--priors", type=str, default=None,
+    population.add_argument("--priors", type=options.priors_list, default=None,
                             help="class priors as comma-separated numbers summing to 1 (default uniform)")
     group = training
-    group.add_argument("--n-train", type=int, default=defaults.n_train, help="training samples per class")
+    group.add_argument("--n-train", type=options.count(2), default=defaults.n_train, help="training samples per class (>= 2)")
     group = parser.add_argument_group("measurement")
-    group.add_argument("--sigma", type=float, default=defaults.sigma,
+    group.add_argument("--sigma", type=options.positive_number, default=defaults.sigma,
                        help="noise std of Z = g(X) + B_g E in units of g/B_g (Thm. 3.4)")
-    group.add_argument("--n-test", type=int, default=defaults.n_test, help="fresh test samples per class")
-    group.add_argument("--n-population", type=int, default=defaults.n_population,
-                       help="fresh samples per class for population moments (nonlinear networks)")
-    group.add_argument("--n-heldout", type=int, default=defaults.n_heldout,
-                       help="held-out samples per class for the Thm. 4.1 radius")
-    group.add_argument("--mi-outer", type=int, default=defaults.mi_outer,
-                       help="outer Monte Carlo points per class for I(Z;X|Y)")
-    group.add_argument("--mi-inner", type=int, default=defaults.mi_inner,
-                       help="inner points M per class (the estimate's upward bias is O(1/M))")
-    group.add_argument("--delta", type=float, default=defaults.delta, help="failure probability of the radius")
-    group.add_argument("--logs", type=int, default=defaults.num_logs, help="number of log-spaced logged steps")
+    group.add_argument("--n-test", type=options.positive_count, default=defaults.n_test, help="fresh test samples per class")
+    group.add_argument("--n-population", type=options.count(2), default=defaults.n_population,
+                       help="fresh samples per class for population moments (nonlinear networks; >= 2)")
+    group.add_argument("--n-heldout", type=options.count(2), default=defaults.n_heldout,
+                       help="held-out samples per class for the Thm. 4.1 radius (>= 2)")
+    group.add_argument("--mi-outer", type=options.count(2), default=defaults.mi_outer,
+                       help="outer Monte Carlo points per class for I(Z;X|Y) (>= 2)")
+    group.add_argument("--mi-inner", type=options.count(2), default=defaults.mi_inner,
+                       help="inner points M per class, >= 2 (the estimate's upward bias is O(1/M))")
+    group.add_argument("--delta", type=options.probability, default=defaults.delta,
+                       help="failure probability of the radius, in (0, 1)")
+    group.add_argument("--logs", type=options.count(2), default=defaults.num_logs,
+                       help="number of log-spaced logged steps (>= 2)")
     group = parser.add_argument_group("output")
-    group.add_argument("--seed", type=int, default=defaults.seed, help="seed of samples and initialization")
-    group.add_argument("--out", default=os.path.join("runs", "gmm"), help="output directory (default runs/gmm)")
-    group.add_argument("--figure", default=None, help="figure path (default OUT/gmm_bounds.png)")
+    group.add_argument("--seed", type=options.seed, default=defaults.seed, help="seed of samples and initialization")
+    group.add_argument("--out", type=options.path_text, default=os.path.join("runs", "gmm"), help="output directory (default runs/gmm)")
+    group.add_argument("--figure", type=options.figure_path_text, default=None,
+                       help="figure path, .png, .pdf or .svg (default OUT/gmm_bounds.png)")
     group.add_argument("--no-figure", action="store_true", help="skip the figure (saves importing matplotlib)")
     group.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run_command)
@@ -275,9 +282,9 @@ def register_gap(subparsers: Any) -> argparse.ArgumentParser:
         description=GAP_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--samples-per-class", type=int, nargs="+", default=[25, 50, 100, 200, 400], metavar="N",
+    parser.add_argument("--samples-per-class", type=options.count(2), nargs="+", action=options.distinct(2), default=[25, 50, 100, 200, 400], metavar="N",
                         help="training samples per class, at least two distinct values >= 2 (default 25 50 100 200 400)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], metavar="SEED",
+    parser.add_argument("--seeds", type=options.seed, nargs="+", action=options.distinct(), default=[0, 1, 2], metavar="SEED",
                         help="seeds of training sample, initialization and population sample (default 0 1 2)")
     _add_mixture_arguments(
         parser, defaults, population_title="population (class priors are uniform)",
@@ -286,12 +293,12 @@ def register_gap(subparsers: Any) -> argparse.ArgumentParser:
         steps_help=f"training steps per run (default {defaults.steps}, fewer than `gmm` to stay fast)",
     )
     group = parser.add_argument_group("measurement")
-    group.add_argument("--n-population", type=int, default=defaults.n_population,
-                       help=f"fresh samples per class for V of a nonlinear network (default {defaults.n_population})")
-    group.add_argument("--delta", type=float, default=defaults.delta,
-                       help="failure probability of the held-out radius")
+    group.add_argument("--n-population", type=options.count(2), default=defaults.n_population,
+                       help=f"fresh samples per class for V of a nonlinear network, >= 2 (default {defaults.n_population})")
+    group.add_argument("--delta", type=options.probability, default=defaults.delta,
+                       help="failure probability of the held-out radius, in (0, 1)")
     group = parser.add_argument_group("output")
-    group.add_argument("--out", default=os.path.join("runs", "gap"), help="output directory (default runs/gap)")
+    group.add_argument("--out", type=options.path_text, default=os.path.join("runs", "gap"), help="output directory (default runs/gap)")
     group.add_argument("--no-figure", action="store_true", help="skip the figure (saves importing matplotlib)")
     group.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run_gap_command)
@@ -379,17 +386,11 @@ def run_gap_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point: ``python -m ncgrok.cli.simulate_gmm [options]`` (same options as
-    ``ncgrok simulate gmm``); user mistakes give one line on stderr and exit status 2."""
-    parser = argparse.ArgumentParser(prog="python -m ncgrok.cli.simulate_gmm")
-    subparsers = parser.add_subparsers(dest="command")
-    register(subparsers)
-    args = parser.parse_args(["gmm", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError) as error:
-        print(f"simulate gmm: error: {error}", file=sys.stderr)
-        return 2
+    """Stand-alone entry point: ``python -m ncgrok.cli.simulate_gmm [options]`` is ``ncgrok simulate gmm
+    [options]`` (same options, one-line errors, exit status 2 on a user mistake)."""
+    from ncgrok.cli import main as ncgrok_main
+
+    return ncgrok_main(["simulate", "gmm", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

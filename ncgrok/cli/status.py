@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 
+from ncgrok.cli import options
 from ncgrok.files import json_safe
 
 
@@ -20,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "(ncgrok onset's definitions). Reads only."
         ),
     )
-    parser.add_argument("path", metavar="DIR", help="the --out directory of ncgrok sweep (or train)")
+    parser.add_argument("path", metavar="DIR", type=options.path_text, help="the --out directory of ncgrok sweep (or train)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     parser.set_defaults(func=_run)
 

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ncgrok.cli import options
 from ncgrok.empirical.runs import format_value, json_safe
 
 PROTOCOL = (
@@ -25,47 +26,57 @@ PROTOCOL = (
 
 def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10"))
-    data.add_argument("--data-dir", default=None,
+    data.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10"),
+                      help="data set to train on (default mnist; get it with `ncgrok data fetch`)")
+    data.add_argument("--data-dir", type=options.path_text, default=None,
                       help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data; for cifar10 the "
                            "archive or extracted folder)")
-    data.add_argument("--train-size", type=int, default=1000, help="the FIRST N training images (default 1000)")
-    data.add_argument("--heldout-size", type=int, default=5000,
+    data.add_argument("--train-size", type=options.positive_count, default=1000,
+                      help="the FIRST N training images (default 1000)")
+    data.add_argument("--heldout-size", type=options.non_negative_count, default=5000,
                       help="held-out population sample from the unused training images (0 = none; default 5000)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="mlp", choices=("mlp", "cnn", "transformer", "resnet18"))
-    model.add_argument("--depth", type=int, default=4, help="MLP linear layers (4 = 784-200-200-200-10; 3 = released config)")
-    model.add_argument("--width", type=int, default=None, help="hidden width (default: architecture's)")
-    model.add_argument("--init-scale", type=float, default=None,
+    model.add_argument("--model", default="mlp", choices=("mlp", "cnn", "transformer", "resnet18"),
+                       help="network architecture (default mlp, the paper's)")
+    model.add_argument("--depth", type=options.positive_count, default=4, help="MLP linear layers (4 = 784-200-200-200-10; 3 = released config)")
+    model.add_argument("--width", type=options.positive_count, default=None, help="hidden width (default: architecture's)")
+    model.add_argument("--init-scale", type=options.positive_number, default=None,
                        help="large-init multiplier (default 8; 1 for resnet18)")
     optim = parser.add_argument_group("optimisation")
-    optim.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"))
-    optim.add_argument("--momentum", type=float, default=0.0, help="SGD momentum (default 0)")
-    optim.add_argument("--batch-size", type=int, default=100)
-    optim.add_argument("--steps", type=int, default=100_000)
+    optim.add_argument("--optimizer", default="adamw", choices=("adamw", "sgd"),
+                       help="AdamW with decoupled weight decay (default, the paper's) or SGD with coupled L2 decay")
+    optim.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.0,
+                       help="SGD momentum, in [0, 1) (default 0)")
+    optim.add_argument("--batch-size", type=options.positive_count, default=100,
+                       help="examples per step, at most --train-size (default 100)")
+    optim.add_argument("--steps", type=options.positive_count, default=100_000,
+                       help="optimizer steps (default 100000)")
     optim.add_argument("--loss-reduction", default="sum", choices=("sum", "mean"),
                        help="sum over batch and outputs (paper) or mean")
-    optim.add_argument("--dtype", default="float32", choices=("float32", "float64"))
-    optim.add_argument("--device", default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
+    optim.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                       help="floating-point precision of training (default float32)")
+    optim.add_argument("--device", type=options.device, default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
     out = parser.add_argument_group("logging and output")
-    out.add_argument("--log-every", type=int, default=None,
+    out.add_argument("--log-every", type=options.positive_count, default=None,
                      help="log every N steps instead of the paper's schedule")
-    out.add_argument("--delta", type=float, default=0.05, help="failure probability of the held-out radius (Thm. 4.1)")
-    out.add_argument("--snapshot-steps", type=int, nargs="*", default=(),
-                     help="also save each run's model at these steps")
+    out.add_argument("--delta", type=options.probability, default=0.05,
+                     help="failure probability of the held-out radius (Thm. 4.1), in (0, 1) (default 0.05)")
+    out.add_argument("--snapshot-steps", type=options.non_negative_count, nargs="*", default=(),
+                     help="also save each run's model at these steps (each from 0 to --steps)")
     out.add_argument("--measure-ib", action="store_true",
                      help="also log the information plane on a test subset: nHSIC(Z;X), nHSIC(Z;Y), compressed "
                           "MI I(Z;X), I(Z;Y) (nats) and the Thm. 3.4 trace/log-det bounds on I(Z;X|Y)")
-    out.add_argument("--ib-sigma", type=float, default=0.1,
+    out.add_argument("--ib-sigma", type=options.positive_number, default=0.1,
                      help="noise std of Z = g(X) + B_g E in units of g/B_g, for the Thm. 3.4 bounds (default 0.1)")
-    out.add_argument("--ib-samples", type=int, default=2000, help="test examples used by --measure-ib (default 2000)")
-    out.add_argument("--ib-every", type=int, default=1,
+    out.add_argument("--ib-samples", type=options.count(100), default=2000,
+                     help="test examples used by --measure-ib, >= 100 (default 2000)")
+    out.add_argument("--ib-every", type=options.positive_count, default=1,
                      help="with --measure-ib, measure the information plane at every Nth logged step only (and the "
                           "last); the other rows hold NaN there (default 1: every logged step)")
-    out.add_argument("--checkpoint-seconds", type=float, default=10.0,
+    out.add_argument("--checkpoint-seconds", type=options.non_negative_number, default=10.0,
                      help="save the resumable training state at the first logged step after this many seconds "
                           "since the last save (0 = at every logged step; default 10)")
-    out.add_argument("--out", required=True, type=Path,
+    out.add_argument("--out", required=True, type=options.path,
                      help="output directory (one writer at a time: a second process on it is refused)")
     out.add_argument("--resume", action="store_true",
                      help="continue an interrupted run/sweep in --out from its last checkpoint (same settings)")
@@ -81,9 +92,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "resumable checkpoint to --out. " + PROTOCOL,
     )
     _add_shared_arguments(train)
-    train.add_argument("--lr", type=float, default=1e-3)
-    train.add_argument("--weight-decay", type=float, default=0.01)
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--lr", type=options.positive_number, default=1e-3, help="learning rate, > 0 (default 1e-3)")
+    train.add_argument("--weight-decay", type=options.non_negative_number, default=0.01,
+                       help="weight decay lambda, >= 0 (default 0.01)")
+    train.add_argument("--seed", type=options.seed, default=0, help="seed of the initialization and batch order (default 0)")
     train.set_defaults(func=_run_train)
 
     sweep = subparsers.add_parser(
@@ -93,9 +105,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "computation), one directory per run under --out. " + PROTOCOL,
     )
     _add_shared_arguments(sweep)
-    sweep.add_argument("--lr", type=float, nargs="+", default=[1e-3])
-    sweep.add_argument("--weight-decay", type=float, nargs="+", default=[0.3, 0.1, 0.03, 0.01, 0.003, 0.001])
-    sweep.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    sweep.add_argument("--lr", type=options.positive_number, nargs="+", action=options.distinct(), default=[1e-3],
+                       help="learning rates, each > 0 and given once (default 1e-3)")
+    sweep.add_argument("--weight-decay", type=options.non_negative_number, nargs="+", action=options.distinct(),
+                       default=[0.3, 0.1, 0.03, 0.01, 0.003, 0.001],
+                       help="weight decays, each >= 0 and given once (default 0.3 0.1 0.03 0.01 0.003 0.001)")
+    sweep.add_argument("--seeds", type=options.seed, nargs="+", action=options.distinct(), default=[0, 1, 2, 3, 4],
+                       help="seeds, each given once (default 0 1 2 3 4)")
     _add_sharding_arguments(sweep)
     sweep.set_defaults(func=_run_sweep)
 
@@ -239,6 +255,8 @@ def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, A
 # ---------------------------------------------------------------------------------------------
 # Sharding and executors (ncgrok sweep only; see ncgrok.empirical.shards)
 
+# --shard's value is checked by empirical.shards.Shard.parse (one line naming --shard and the fix).
+SHARD_TEXT = options.Text("K/N: shard K of N, numbered from 1 (e.g. 2/3)")
 _EXECUTOR_FLAGS = {"local": ("jobs",), "submitit": ("cluster", "partition", "gpus_per_shard", "timeout", "mem",
                                                     "cpus_per_shard", "wait")}
 
@@ -248,29 +266,32 @@ def _add_sharding_arguments(parser: argparse.ArgumentParser) -> None:
         "batched groups, shards and executors",
         "The grid is trained in batched groups of --group-size runs; a shard is a set of whole groups, so "
         "shards run one after another write exactly the run directories of the unsharded sweep.")
-    group.add_argument("--group-size", type=int, default=None,
+    group.add_argument("--group-size", type=options.positive_count, default=None,
                        help="train at most this many runs in one batched group (grid order: weight decay, lr, "
                             "seed); default: the whole grid in one group")
-    group.add_argument("--shard", default=None, metavar="K/N",
+    group.add_argument("--shard", type=SHARD_TEXT, default=None, metavar="K/N",
                        help="train only shard K of N (numbered from 1) into --out, e.g. from a job array: "
                             "--shard $SLURM_ARRAY_TASK_ID/N or $PBS_ARRAY_INDEX/N")
     group.add_argument("--executor", choices=("local", "submitit"), default=None,
                        help="run every shard: 'local' as subprocesses here (one per GPU when several are "
                             "visible), 'submitit' as one job array (pip install 'ncgrok[cluster]')")
-    group.add_argument("--shards", type=int, default=None,
+    group.add_argument("--shards", type=options.positive_count, default=None,
                        help="with --executor: the number of shards N (default: one per batched group)")
-    group.add_argument("--jobs", type=int, default=None,
+    group.add_argument("--jobs", type=options.positive_count, default=None,
                        help="--executor local: shards run at once on the CPU (default 1; one per GPU when "
                             "several are visible and --device is auto)")
     group.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm",
                        help="--executor submitit: where submitit runs the jobs (default slurm)")
-    group.add_argument("--partition", default=None, help="--executor submitit: SLURM partition")
-    group.add_argument("--gpus-per-shard", type=int, default=None, help="--executor submitit: 0 or 1")
-    group.add_argument("--timeout", type=int, default=None, metavar="MIN",
+    group.add_argument("--partition", type=options.name, default=None, help="--executor submitit: SLURM partition")
+    group.add_argument("--gpus-per-shard", type=options.count(0, 1), default=None,
+                       help="--executor submitit: 0 or 1 (a shard trains on one device)")
+    group.add_argument("--timeout", type=options.positive_count, default=None, metavar="MIN",
                        help="--executor submitit: time limit per job in minutes (a timed-out job is requeued "
                             "and resumes from its checkpoint)")
-    group.add_argument("--mem", type=float, default=None, metavar="GB", help="--executor submitit: memory per job")
-    group.add_argument("--cpus-per-shard", type=int, default=None, help="--executor submitit: CPUs per job")
+    group.add_argument("--mem", type=options.positive_number, default=None, metavar="GB",
+                       help="--executor submitit: memory per job in GB")
+    group.add_argument("--cpus-per-shard", type=options.positive_count, default=None,
+                       help="--executor submitit: CPUs per job")
     group.add_argument("--wait", action="store_true",
                        help="--executor submitit --cluster slurm: wait for the jobs and print the results "
                             "(local and debug always wait)")

@@ -105,7 +105,7 @@ class GMMConfig:
                 )
             set_("covariances", covariances)
         if self.priors is not None:
-            set_("priors", as_priors(self.priors, self.num_classes))
+            set_("priors", as_priors(self.priors, self.num_classes, name="priors (--priors)"))
 
     def mixture(self) -> GaussianMixture:
         """The population: the given means/covariances/priors, random ones where not given."""

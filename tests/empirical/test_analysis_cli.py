@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -200,80 +201,42 @@ def test_figures_writes_pngs_and_skips_what_is_missing(sweep, tmp_path, capsys):
         assert f"wrote {path}" in text
     assert not (out / "fig4_information.png").exists() and "Fig. 4 skipped" in text
     assert not (out / "fig2_margins.png").exists() and "Fig. 2 skipped" in text
-    # the planted Cantelli column is >= the test error everywhere
-    assert text.count("R1 holds at every logged step: yes") == 8
-    assert "held-out vs train RNC1 gap vs radius" in text
+    # the ledger replaces the old per-run "R1 holds" lines: one line per registered claim
+    from ncgrok.empirical.ledger import CHECKS
+
+    assert "claims ledger" in text and "R1 holds" not in text
+    assert all(f"  {claim_id} " in text for claim_id in CHECKS)
 
 
 def test_information_figure_needs_the_ib_columns_and_writes_each_format(sweep, tmp_path):
-    from ncgrok.empirical.analysis import load_sweep
     from ncgrok.empirical.figures import information_figure
+    from ncgrok.empirical.report import analyze_sweep
 
+    (plain,) = analyze_sweep(sweep, margins=False).learning_rates
     with pytest.raises(ValueError, match="--measure-ib"):
-        information_figure(load_sweep(sweep), tmp_path / "none.png")
-    runs = load_sweep(write_synthetic_sweep(tmp_path / "ib", information=True))
-    paths = information_figure(runs, tmp_path / "figs" / "fig4", formats=("png", "pdf"))
+        information_figure(plain, tmp_path / "none.png")
+    (curves,) = analyze_sweep(write_synthetic_sweep(tmp_path / "ib", information=True), margins=False).learning_rates
+    assert curves.information and curves.ib_bounds
+    paths = information_figure(curves, tmp_path / "figs" / "fig4", formats=("png", "pdf"))
     assert paths == [tmp_path / "figs" / "fig4.png", tmp_path / "figs" / "fig4.pdf"]
     assert paths[0].read_bytes()[:8] == PNG_HEADER and paths[1].read_bytes()[:5] == b"%PDF-"
 
 
-# ---------------------------------------------------------------------------------------------
-# bound checks: exact answers on hand-made curves
-
-
-def test_check_bounds_counts_violations_and_ratios():
-    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
-
-    test_acc = np.array([0.1, 0.5, 0.8, 0.9, 1.0])  # errors 0.9, 0.5, 0.2, 0.1, 0
-    bound = np.array([1.8, 0.4, 0.6, 0.3, 0.05])  # ratios 2, 0.8 (violation), 3, 3, - (zero error)
-    train = np.array([0.5, 0.4, 0.3, 0.2, 0.1])
-    heldout = np.array([0.52, 0.3, 0.31, np.nan, 0.2])  # gaps -0.02, 0.1, -0.01, (skipped), -0.1
-    radius = np.full(5, 0.05)
-    metrics = {"step": np.array([0, 10, 20, 30, 40]), "test_acc": test_acc, "cantelli_bound": bound,
-               "rnc1_sup": train, "heldout_within_var_sup": heldout, "heldout_radius": radius}
-    run = Run("r", Path("r"), 0, LR, 0.1, "adamw", {}, metrics)
-    check = check_bounds(run)
-    assert check.r1_steps == 5 and check.r1_violations == 1 and check.r1_holds is False
-    assert check.r1_median_ratio == pytest.approx(2.5)  # median of 2, 0.8, 3, 3
-    assert check.r1_zero_error_steps == 1 and check.r1_vacuous_fraction == pytest.approx(0.2)
-    assert check.r4_steps == 4
-    assert check.r4_inside_fraction == pytest.approx(0.5)
-    assert check.r4_gap_median == pytest.approx(0.06)  # median of 0.02, 0.1, 0.01, 0.1
-    assert check.r4_final_gap == pytest.approx(-0.1) and check.r4_final_radius == 0.05
-    first, second = bound_check_lines(check)
-    assert first.startswith("R1 holds at every logged step: no (4/5 steps)")
-    assert "median ratio bound/error 2.5" in first and "radius median 0.05" in second
-
-
-def test_information_check_counts_violations_and_trend():
-    from ncgrok.empirical.analysis import Run, bound_check_lines, check_bounds
-
-    steps = np.array([0, 10, 20, 30])
-    metrics = {"step": steps, "test_acc": np.full(4, 0.5), "ib_bound_logdet": np.array([4.0, 3.0, 2.0, 1.0]),
-               "mi_zx": np.array([3.0, 2.5, 2.5, 1.5]), "mi_zy": np.array([0.5, 0.5, 1.0, 0.4])}
-    # estimates I(Z;X) - I(Z;Y) = 2.5, 2.0, 1.5, 1.1: both decrease (rank correlation 1), last step violates
-    check = check_bounds(Run("r", Path("r"), 0, LR, 0.1, "adamw", {}, metrics))
-    assert check.r2_steps == 4 and check.r2_violations == 1 and check.r2_holds is False
-    assert check.r2_trend_correlation == pytest.approx(1.0)
-    assert check.r2_final_bound == 1.0 and check.r2_final_estimate == pytest.approx(1.1)
-    lines = bound_check_lines(check)
-    assert len(lines) == 3 and lines[2].startswith("R2 log-det bound >= estimated I(Z;X) - I(Z;Y) at every logged step: no (3/4)")
-    # without --measure-ib columns there is no R2 line
-    del metrics["mi_zx"]
-    assert len(bound_check_lines(check_bounds(Run("r", Path("r"), 0, LR, 0.1, "adamw", {}, metrics)))) == 2
-
-
 def test_seed_band_on_uneven_runs():
-    from ncgrok.empirical.analysis import Run, seed_band
+    from ncgrok.empirical.runs import Run
+    from ncgrok.empirical.bands import seed_band
 
     a = Run("a", Path("a"), 0, LR, 0.1, "adamw", {}, {"step": np.array([0, 1, 2]), "x": np.array([1.0, 2.0, 3.0])})
     b = Run("b", Path("b"), 1, LR, 0.1, "adamw", {}, {"step": np.array([0, 2]), "x": np.array([3.0, np.nan])})
     band = seed_band([a, b], "x")
     assert band.steps.tolist() == [0, 1, 2] and band.count.tolist() == [2, 1, 1]
-    assert band.mean.tolist() == [2.0, 2.0, 3.0] and band.low.tolist() == [1.0, 2.0, 3.0]
-    assert band.high.tolist() == [3.0, 2.0, 3.0]
-    std = seed_band([a, b], "x", band="std")
-    assert std.high[0] == pytest.approx(2.0 + math.sqrt(2.0)) and std.low[1] == 2.0
+    low, high = band.interval("minmax")
+    assert band.mean.tolist() == [2.0, 2.0, 3.0] and low.tolist() == [1.0, 2.0, 3.0]
+    assert high.tolist() == [3.0, 2.0, 3.0]
+    low, high = band.interval("std")
+    assert high[0] == pytest.approx(2.0 + math.sqrt(2.0)) and low[1] == 2.0 and high[1] == 2.0
+    with pytest.raises(ValueError, match="band"):
+        band.interval("range")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -299,9 +262,10 @@ def tiny_split(seed: int = 0, num_classes: int = 3) -> SimpleNamespace:
 def test_margins_from_snapshots_of_a_real_sweep(tmp_path):
     import torch
 
-    from ncgrok.empirical.analysis import load_run, load_snapshot, margin_data
     from ncgrok.empirical.figures import make_figures
-    from ncgrok.empirical.runs import read_metrics
+    from ncgrok.empirical.margins import margin_data
+    from ncgrok.empirical.report import analyze_sweep
+    from ncgrok.empirical.runs import load_run, load_snapshot, read_metrics
     from ncgrok.empirical.sweep import SweepConfig, run_sweep
 
     split = tiny_split()
@@ -336,7 +300,10 @@ def test_margins_from_snapshots_of_a_real_sweep(tmp_path):
     rows = data.summary()
     assert len(rows) == 8 and all(0.0 <= row["correct_side_fraction"] <= 1.0 for row in rows)
 
-    report = make_figures(result.out_dir, tmp_path / "figs", split=split, margin_classes=(0, 2))
+    report = analyze_sweep(result.out_dir, split=split, margin_classes=(0, 2))
+    assert report.margins.summary() == rows  # the report's margins are margin_data's
+    shutil.rmtree(result.out_dir)  # Fig. 2 is drawn from the report, without the snapshots
+    paths = make_figures(report, tmp_path / "figs")
     margin_png = tmp_path / "figs" / "fig2_margins.png"
-    assert margin_png in report.paths and margin_png.read_bytes()[:8] == PNG_HEADER
+    assert margin_png in paths and margin_png.read_bytes()[:8] == PNG_HEADER
     assert not any("Fig. 2" in note for note in report.notes)

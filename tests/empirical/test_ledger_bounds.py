@@ -358,3 +358,18 @@ def test_r1_on_the_trained_network_is_not_vacuous(generalising_network):
     assert result.verdict == "holds", result.detail
     forms = result.extra["runs"][0]
     assert "directional" in forms["note"]
+
+
+def test_r2_judges_the_ksg_route_and_says_whether_the_two_compressed_routes_agree():
+    falling = 2.0 * COLLAPSING_RNC1
+    agreeing = curves(**ib_columns(redundancy=falling, rnc1=COLLAPSING_RNC1),
+                      mi_zx_ksg=1.0 + 0.5 * falling, mi_zy_ksg=np.full(STEPS.size, 1.0))
+    result = r2_ib_compression([agreeing])
+    assert result.verdict == "holds"
+    assert "KSG" in result.detail and "routes agree in the sign of the trend" in result.detail
+    # the paper's route falls but KSG says the redundancy rises: the claim fails and the detail says so
+    disagreeing = curves(**ib_columns(redundancy=falling, rnc1=COLLAPSING_RNC1),
+                         mi_zx_ksg=2.0 - 0.5 * falling, mi_zy_ksg=np.full(STEPS.size, 1.0))
+    result = r2_ib_compression([disagreeing])
+    assert result.verdict == "fails"
+    assert "DISAGREE" in result.detail

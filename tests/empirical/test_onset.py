@@ -1,4 +1,5 @@
-"""Tests for empirical/onset.py: onset definitions on planted curves and the R6 sweep summary."""
+"""Tests for empirical/onset.py (onset definitions on planted curves) and the R6 summary of
+empirical/onset_analysis.py."""
 from __future__ import annotations
 
 import math
@@ -6,14 +7,8 @@ import math
 import numpy as np
 import pytest
 
-from ncgrok.empirical.onset import (
-    GrokkingOnset,
-    OnsetRecord,
-    fit_time,
-    grokking_onset,
-    rnc1_drop_time,
-    summarize_onsets,
-)
+from ncgrok.empirical.onset import GrokkingOnset, first_fit_step, grokking_onset, onset_definitions, rnc1_drop_time
+from ncgrok.empirical.onset_analysis import OnsetRecord, summarize_onsets
 
 TOTAL_STEPS = 100_000
 
@@ -44,23 +39,39 @@ def first_logged_at_or_after(steps: np.ndarray, value: float) -> float:
 # fit time
 
 
-def test_fit_time_is_first_logged_step_above_threshold():
+def test_first_fit_step_is_the_first_logged_step_above_threshold():
     steps = np.array([0, 10, 20, 30, 40])
     train = np.array([0.1, 0.5, 0.989, 0.99, 1.0])
-    assert fit_time(steps, train) == 30
-    assert fit_time(steps, train, threshold=0.5) == 10
-    assert fit_time(steps, np.full(5, 0.98)) is None
+    assert first_fit_step(steps, train) == 30
+    assert first_fit_step(steps, train, threshold=0.5) == 10
+    assert first_fit_step(steps, np.full(5, 0.98)) is None
 
 
 def test_inputs_are_validated_with_the_argument_named():
     with pytest.raises(ValueError, match="steps"):
-        fit_time([0, 10, 10], [0.1, 0.2, 0.3])
+        first_fit_step([0, 10, 10], [0.1, 0.2, 0.3])
     with pytest.raises(ValueError, match="train_acc"):
-        fit_time([0, 10, 20], [10.0, 50.0, 99.0])  # percentages
+        first_fit_step([0, 10, 20], [10.0, 50.0, 99.0])  # percentages
     with pytest.raises(ValueError, match="test_acc"):
         grokking_onset([0, 1, 2], [0.1, 1, 1], [0.1, 0.2])
     with pytest.raises(ValueError, match="test_acc"):
         grokking_onset([0, 1, 2], [0.1, 1, 1], [0.1, np.nan, 0.3])
+
+
+def test_definitions_in_words_state_the_thresholds_in_force():
+    import inspect
+
+    defaults = {name: parameter.default for name, parameter in inspect.signature(grokking_onset).parameters.items()}
+    text = onset_definitions()
+    assert text["fit_step"].endswith(f">= {defaults['fit_threshold']:g}")
+    assert f"majority of the {defaults['sustain']} logs" in text["onset_step"]
+    assert f"last {defaults['final_points']} logs" in text["final"]
+    assert f"next {defaults['plateau_points'] - 1}" in text["plateau"]
+    assert f">= {defaults['min_gain']:g}" in text["status"] and f"{defaults['generalized_accuracy']:g})" in text["status"]
+    drop = inspect.signature(rnc1_drop_time).parameters["fraction"].default
+    assert f"RNC1 <= {drop:g} x" in text["rnc1_drop_step"]
+    other = onset_definitions(fit_threshold=0.95, rnc1_fraction=0.25)
+    assert other["fit_step"].endswith(">= 0.95") and "RNC1 <= 0.25 x" in other["rnc1_drop_step"]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,6 +63,7 @@ def test_sweep_writes_the_documented_schema(tmp_path):
     assert all(s["final"]["train_acc"] > 0.9 for s in result.summaries)
 
 
+@pytest.mark.cpu_kernels
 def test_resume_equals_uninterrupted(tmp_path):
     split = synthetic_split()
     straight = run_sweep(small_config(), tmp_path / "straight", split=split)
@@ -92,9 +93,9 @@ def test_existing_directory_needs_resume_and_same_settings(tmp_path):
         ({"lrs": (0.0,)}, "lr must be > 0"),
         ({"weight_decays": (-0.1,)}, "weight_decay must be >= 0"),
         ({"seeds": ()}, "seeds needs at least one"),
-        ({"batch_size": 100}, "batch_size"),
+        ({"batch_size": 100}, "--batch-size"),
         ({"delta": 1.5}, "delta"),
-        ({"snapshot_steps": (99,)}, "snapshot_steps"),
+        ({"snapshot_steps": (99,)}, "--snapshot-steps"),
         ({"ib_every": 0}, "ib_every"),
     ],
 )
@@ -135,7 +136,7 @@ def test_cli_reports_bad_values_in_one_line(tmp_path, capsys):
     status = ncgrok.main(["sweep", "--out", str(tmp_path / "x"), "--lr", "-1", "--steps", "5"])
     assert status == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "lr must be > 0" in err[0]
+    assert len(err) == 1 and "--lr: must be a finite number > 0" in err[0]
 
 
 def test_measure_ib_adds_information_columns(tmp_path):
@@ -145,11 +146,42 @@ def test_measure_ib_adds_information_columns(tmp_path):
     split.test_x = (np.repeat(split.train_x[:3], 80, axis=0)[np.argsort(np.argsort(split.test_y))]
                     + 0.5 * rng.normal(size=(240, 1, 6, 6))).astype(np.float32)
     config = small_config(steps=10, weight_decays=(0.1,), seeds=(0,), measure_ib=True, ib_samples=200,
-                          ib_sigma=0.5, data_dir=str(tmp_path), snapshot_steps=())
+                          ib_sigma=0.5, data_dir=str(tmp_path), snapshot_steps=(10,))
     result = run_sweep(config, tmp_path / "ib", split=split)
     metrics = read_metrics(result.run_dirs[0])
-    for column in ("nhsic_zx", "nhsic_zy", "mi_zx", "mi_zy", "ib_bound_trace", "ib_bound_logdet"):
+    for column in ("nhsic_zx", "nhsic_zy", "mi_zx", "mi_zy", "mi_zx_ksg", "mi_zy_ksg", "ib_bound_trace", "ib_bound_logdet"):
         assert np.all(np.isfinite(metrics[column])), column
+    # the last row, recomputed outside the sweep from the step-10 snapshot: the same 200-example subset
+    # (seeded, sorted), the cached autoencoder's codes, features scaled by the training max norm.
+    # The snapshot's nn.Module forward sums in another order than the batched float32 engine, so the
+    # features agree to float32 rounding (estimates moved by <= 1e-7 relative here): rel 1e-5 allows
+    # that, while another subset, scale, sigma or code would move them by far more.
+    import torch
+
+    from ncgrok.empirical.information import CompressedMutualInformation, NormalizedHSIC, fit_or_load
+    from ncgrok.empirical.runs import load_run, load_snapshot
+    from ncgrok.theory.collapse import ClassStatistics, class_covariances
+    from ncgrok.theory.information import ib_bound_logdet
+
+    module = load_snapshot(load_run(result.run_dirs[0]), 10, input_shape=(1, 6, 6), num_classes=3)
+    subset = np.sort(np.random.default_rng(0).permutation(240)[:200])
+    x, y = split.test_x[subset], split.test_y[subset]
+    with torch.no_grad():
+        _, z = module(torch.from_numpy(split.train_x), with_representation=True)
+        scale = float(z.norm(dim=1).max())
+        _, z = module(torch.from_numpy(x), with_representation=True)
+    z = z.double().numpy()
+    codes = fit_or_load(split.test_x.reshape(240, -1), tmp_path / "autoencoders").encode(x.reshape(200, -1))
+    last = {c: metrics[c][-1] for c in metrics}
+    for suffix, estimator in (("", "kl"), ("_ksg", "ksg")):
+        again = CompressedMutualInformation(estimator=estimator).estimate(z, codes, y)
+        assert again.i_zx == pytest.approx(last[f"mi_zx{suffix}"], rel=1e-5, abs=1e-9)
+        assert again.i_zy == pytest.approx(last[f"mi_zy{suffix}"], rel=1e-5, abs=1e-9)
+    hsic = NormalizedHSIC(sigma=5.0, kernel_x="gaussian", kernel_y="linear").estimate(z, y, batch_size=100, passes=3, seed=0)
+    assert hsic == pytest.approx(last["nhsic_zy"], rel=1e-5)
+    stats = ClassStatistics.from_features(z, y, num_classes=3)
+    bound = ib_bound_logdet(class_covariances(stats) / scale**2, sigma=0.5, priors=stats.priors)
+    assert bound == pytest.approx(last["ib_bound_logdet"], rel=1e-5)
     # log det(I + A) <= Tr A for PSD A (Thm. 3.4's second inequality)
     assert np.all(metrics["ib_bound_logdet"] <= metrics["ib_bound_trace"] + 1e-12)
     # nHSIC of a batch of m = 100 lies in [0, m - 1]

@@ -86,22 +86,22 @@ def test_figures_command_writes_the_ufm_figures(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, name",
     [
-        (["simulate", "ufm", "--lr", "0"], "lr"),
-        (["simulate", "ufm", "--weight-decay", "-1"], "weight_decay"),
-        (["simulate", "ufm", "--samples-per-class", "3,0,2,2"], "samples_per_class"),
-        (["simulate", "ufm", "--samples-per-class", "a"], "samples_per_class"),
-        (["simulate", "ufm", "--classes", "1"], "num_classes"),
-        (["simulate", "ufm", "--dim", "0"], "feature_dim"),
-        (["simulate", "ufm", "--eps2", "2"], "eps2"),
-        (["simulate", "sweep", "--weight-decay", "0", "0.01"], "weight_decays"),
-        (["simulate", "sweep", "--lr", "-0.1"], "lr"),
+        (["simulate", "ufm", "--lr", "0"], "--lr"),
+        (["simulate", "ufm", "--weight-decay", "-1"], "--weight-decay"),
+        (["simulate", "ufm", "--samples-per-class", "3,0,2,2"], "--samples-per-class"),
+        (["simulate", "ufm", "--samples-per-class", "a"], "--samples-per-class"),
+        (["simulate", "ufm", "--classes", "1"], "--classes"),
+        (["simulate", "ufm", "--dim", "0"], "--dim"),
+        (["simulate", "ufm", "--eps2", "2"], "--eps2"),
+        (["simulate", "sweep", "--weight-decay", "0", "0.01"], "--weight-decay"),
+        (["simulate", "sweep", "--lr", "-0.1"], "--lr"),
     ],
 )
 def test_user_errors_exit_2_with_one_line(argv, name, tmp_path, capsys):
     assert ncgrok.main([*argv, "--out", str(tmp_path)]) == 2
     captured = capsys.readouterr()
     lines = captured.err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ncgrok simulate: error:") and name in lines[0]
+    assert len(lines) == 1 and lines[0].startswith(f"ncgrok simulate {argv[1]}: error:") and name in lines[0]
     assert not list(tmp_path.iterdir())  # nothing written
 
 

@@ -206,14 +206,14 @@ def test_cli_table_names_the_scale_and_the_slope(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, name",
     [
-        (["--samples-per-class", "1", "50"], "samples_per_class"),
-        (["--samples-per-class", "50", "50"], "samples_per_class"),
-        (["--seeds", "-2"], "seeds"),
-        (["--lr", "-1"], "lr"),
+        (["--samples-per-class", "1", "50"], "--samples-per-class"),
+        (["--samples-per-class", "50", "50"], "--samples-per-class"),
+        (["--seeds", "-2"], "--seeds"),
+        (["--lr", "-1"], "--lr"),
     ],
 )
 def test_cli_bad_value_exits_2_with_one_line(argv, name, tmp_path, capsys):
     assert ncgrok.main(["simulate", "gap", *argv, "--steps", "10", "--out", str(tmp_path)]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("ncgrok simulate: error:") and name in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("ncgrok simulate gap: error:") and name in lines[0]
     assert not list(tmp_path.iterdir())  # nothing written

@@ -284,7 +284,7 @@ ERROR_CASES = [
     (["timescales", "--lr", "0.1", "--weight-decay", "0", "--eps1", "0.1", "--eps2", "0.1"], "--weight-decay"),
     (["timescales", "--lr", "0.1", "--weight-decay", "0.1", "--eps1", "-1", "--eps2", "0.1"], "--eps1"),
     # argparse-level mistakes are one line too
-    (["cantelli", "--margin", "abc", "--variance", "1", "--classes", "2"], "invalid float"),
+    (["cantelli", "--margin", "abc", "--variance", "1", "--classes", "2"], "--margin: must be a finite number"),
     (["fano", "--classes", "3"], "required"),
 ]
 

@@ -48,17 +48,46 @@ def test_collapse_time_hand_values_and_independence_from_fit():
     assert t2 / t1 == pytest.approx(2.0, rel=1e-14)
 
 
-def test_collapse_time_matches_null_space_decay():
-    """A null-space component of a same-class difference decays exactly like (1 - eta lambda)^t, so
-    the variance hits eps2 after log(V0/eps2) / (-2 log(1 - eta lambda)) steps; tau2 is its
-    first-order form, accurate to relative O(eta lambda)."""
-    lr, weight_decay, eps2 = 0.05, 0.02, 1e-4
-    variance, steps = 1.0, 0
-    while variance > eps2:
-        variance *= (1 - lr * weight_decay) ** 2
+def ufm_problem(seed, *, classes, dim, per_class, scale):
+    """Labels, one-hot targets (K x N), a classifier W (K x p) and free features H (p x N)."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.arange(classes), per_class)
+    targets = np.eye(classes)[:, labels]
+    return labels, targets, rng.standard_normal((classes, dim)) * scale, rng.standard_normal((dim, labels.size))
+
+
+def within_class_variance(features, labels):
+    """Mean squared distance of each feature column to its class mean."""
+    total = 0.0
+    for c in np.unique(labels):
+        block = features[:, labels == c]
+        total += np.sum((block - block.mean(axis=1, keepdims=True)) ** 2)
+    return total / labels.size
+
+
+def test_collapse_time_matches_a_simulated_ufm_null_space():
+    """Gradient descent on the UFM features with the classifier W frozen (p = 5 > K = 2, so W has a
+    3-dimensional null space), simulated step by step: the within-class variance reaches eps2 when its
+    null-space part, which shrinks only through the weight decay, does. The first simulated step with
+    variance <= eps2 must match tau2 = log(V_null(0)/eps2)/(2 eta lambda) (V_null(0) from an SVD of W)
+    to relative O(eta lambda): the exact count is log(V0/eps2)/(-2 log(1 - eta lambda)), which differs
+    by a factor 1 - eta lambda/2 + O((eta lambda)^2), plus one step of rounding. A formula without the
+    factor 2, or with the fitting rate instead of eta lambda, is off by far more."""
+    classes = 2
+    labels, targets, w, h = ufm_problem(12, classes=classes, dim=5, per_class=4, scale=0.5)
+    lr, weight_decay = 0.05, 0.02
+    _, _, vt = np.linalg.svd(w)
+    null_projector = vt[classes:].T @ vt[classes:]
+    null_variance = within_class_variance(null_projector @ h, labels)
+    eps2 = 1e-4 * null_variance
+    assert ufm_step_size_condition(lr=lr, weight_decay=weight_decay, classifier_norm=np.linalg.norm(w, 2))
+    steps = 0
+    while within_class_variance(h, labels) > eps2:
+        h = h - lr * (w.T @ (w @ h - targets) + weight_decay * h)
         steps += 1
-    predicted = collapse_time(lr=lr, weight_decay=weight_decay, eps2=eps2)
-    assert abs(steps - predicted) / predicted < 2 * lr * weight_decay + 1 / predicted
+    predicted = collapse_time(lr=lr, weight_decay=weight_decay, eps2=eps2, initial_variance=null_variance)
+    assert abs(steps - predicted) / predicted < lr * weight_decay + 1 / predicted
+    assert predicted > 4_000  # the slow scale: the row-space part alone is gone within ~200 steps
 
 
 @pytest.mark.parametrize(
@@ -372,12 +401,8 @@ def test_ufm_contraction_factor_is_operator_norm_of_the_update(seed):
 
 def test_ufm_gd_step_contracts_same_class_differences():
     """One explicit GD step on the UFM loss; differences of same-class features shrink by the factor."""
-    rng = np.random.default_rng(7)
-    classes, dim, per_class = 3, 5, 4
-    labels = np.repeat(np.arange(classes), per_class)
-    targets = np.eye(classes)[:, labels]
-    w = rng.standard_normal((classes, dim)) / 2
-    h = rng.standard_normal((dim, labels.size))
+    dim = 5
+    labels, targets, w, h = ufm_problem(7, classes=3, dim=dim, per_class=4, scale=0.5)
     lr, weight_decay = 0.2, 0.05
     assert ufm_step_size_condition(lr=lr, weight_decay=weight_decay, classifier_norm=np.linalg.norm(w, 2))
     grad_h = w.T @ (w @ h - targets) + weight_decay * h
@@ -395,20 +420,11 @@ def test_ufm_gd_step_contracts_same_class_differences():
 
 def test_ufm_variance_bound_holds_along_a_full_ufm_run():
     """Train W and H jointly by GD; the within-class variance stays below (1 - eta lambda)^(2t) V0."""
-    rng = np.random.default_rng(9)
-    classes, dim, per_class = 3, 8, 5
-    labels = np.repeat(np.arange(classes), per_class)
-    targets = np.eye(classes)[:, labels]
-    w = rng.standard_normal((classes, dim)) / 3
-    h = rng.standard_normal((dim, labels.size))
+    labels, targets, w, h = ufm_problem(9, classes=3, dim=8, per_class=5, scale=1 / 3)
     lr, weight_decay, steps = 0.05, 0.05, 400
 
     def within_variance(features):
-        total = 0.0
-        for c in range(classes):
-            block = features[:, labels == c]
-            total += np.sum((block - block.mean(axis=1, keepdims=True)) ** 2)
-        return total / labels.size
+        return within_class_variance(features, labels)
 
     start = within_variance(h)
     bounds = ufm_variance_bound(start, lr=lr, weight_decay=weight_decay, steps=np.arange(steps + 1))
