@@ -378,9 +378,13 @@ def test_gpu_slots_follow_the_visible_devices(monkeypatch):
 
 def test_submitit_options_and_a_missing_package_are_refused_before_writing(cli, tmp_path, monkeypatch, capsys):
     argv = ["sweep", *FLAGS, "--executor", "submitit", "--out", str(tmp_path / "s")]
-    for extra, message in ((["--gpus-per-shard", "2"], "--gpus-per-shard must be 0 or 1"),
-                           (["--timeout", "0"], "--timeout must be > 0"), (["--jobs", "2"], "--jobs only apply")):
+    for extra, message in ((["--gpus-per-shard", "2"], "argument --gpus-per-shard"),
+                           (["--timeout", "0"], "argument --timeout"), (["--jobs", "2"], "--jobs only apply")):
         assert cli(argv + extra) == 2 and message in capsys.readouterr().err
+    for options, message in (({"gpus_per_shard": 2}, "--gpus-per-shard must be 0 or 1"),
+                             ({"timeout_min": 0}, "--timeout must be > 0"), ({"cluster": "pbs"}, "--cluster must be")):
+        with pytest.raises(ValueError, match=message):
+            ClusterOptions(**options)
     monkeypatch.setitem(sys.modules, "submitit", None)  # as if not installed
     assert cli(argv) == 2 and "pip install 'ncgrok[cluster]'" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()
