@@ -2,22 +2,30 @@
 
 Layout (``ncgrok sweep --out DIR``; ``ncgrok train`` writes the same with one run)::
 
-    DIR/sweep.json              schema version, the sweep's settings (``SweepConfig.to_dict``), run names
-    DIR/checkpoint.pt           the whole batched training state (all runs) at a logged step, for --resume
-    DIR/summary.json            status, every run's summary, the session
+    DIR/sweep.json              schema version, the sweep's settings (``SweepConfig.to_dict``), run names,
+                                ``shards`` (into how many shards the grid is split; 1 when unsharded).
+                                Created once (by whichever process comes first) and never changed.
+    DIR/checkpoint.pt           the batched training state of the group being trained, for --resume
+    DIR/summary.json            status, the summary of every run trained so far, the session
     DIR/lock                    advisory lock of the process writing DIR (pid, host, since when)
     DIR/<run>/config.json       the sweep's settings plus ``run`` {seed, lr, weight_decay} and ``name``
     DIR/<run>/metrics.csv       one row per logged step (:data:`METRICS_SCHEMA`)
     DIR/<run>/summary.json      training facts only: ``status`` (:data:`RUN_STATUSES`), ``final`` (last
                                 metrics row), ``logged_steps``, ``session`` (timings, resumed_from)
-    DIR/<run>/snapshots/step_<N>.pt   optional model snapshots (state dicts)
+    DIR/<run>/snapshots/step_<N>.pt   optional model snapshots (state dicts, CPU tensors)
+
+A sweep split into N shards (``--shard K/N``) keeps ``checkpoint.pt``, ``summary.json`` and ``lock``
+per shard, in ``DIR/shards/<K>-of-<N>/`` (:class:`ShardDirectory`; an unsharded sweep is shard 1 of
+1, whose state is ``DIR`` itself); its run directories are those above, written by one shard each.
+So no file is written by two processes: shards run concurrently, each locked on its own, and
+readers merge them (:func:`load_sweep` reads every run directory, ``empirical.progress`` every shard).
 
 Analyses (onsets, bound checks) are computed from ``metrics.csv`` by their callers. Crash safety:
 every file but ``metrics.csv`` and ``lock`` is replaced atomically and flushed to disk
 (:mod:`ncgrok.files`; a crash can leave a ``.<name>.partial-*`` file, which a resume deletes).
 ``metrics.csv`` grows by whole lines, each flushed before the next checkpoint; a resume cuts it back
 to the checkpoint's step (dropping a partial last line) and replays the rest bit for bit. One process
-at a time writes a directory (``DIR/lock``, released by the kernel when its owner dies). A missing,
+at a time writes a shard (its ``lock``, released by the kernel when its owner dies). A missing,
 corrupt or unwritable file raises :class:`RunDirectoryError` naming the file and what to do.
 """
 from __future__ import annotations
@@ -27,10 +35,12 @@ import csv
 import io
 import json
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
@@ -39,6 +49,7 @@ from ncgrok.files import (
     append_bytes,
     atomic_write_bytes,
     atomic_write_json,
+    default_file_mode,
     is_partial_write,
     json_safe,
     lock_holder,
@@ -51,6 +62,7 @@ SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 SWEEP_FILE = "sweep.json"
 LOCK_FILE = "lock"
+SHARDS_DIR = "shards"
 SNAPSHOT_DIR = "snapshots"
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "completed", "diverged")
@@ -310,6 +322,10 @@ class RunDirectory:
         _write_json(self.summary_path, summary)
         return summary
 
+    def read_summary(self) -> dict[str, Any] | None:
+        """``summary.json``, or ``None`` before the run's first one was written."""
+        return read_json(self.summary_path) if self.summary_path.is_file() else None
+
     def write_snapshot(self, step: int, data: bytes) -> None:
         path = self.snapshot_path(step)
         with _writing(path):
@@ -329,39 +345,38 @@ class RunDirectory:
                     remove_partial_writes(folder)
 
 
+class SweepManifest(NamedTuple):
+    """``sweep.json``: the stored settings (a dict for ``SweepConfig.from_dict``), the run names of the
+    whole grid and the number of shards the grid is split into."""
+
+    settings: dict[str, Any]
+    runs: list[str]
+    shards: int
+
+
 @dataclass(frozen=True)
-class SweepDirectory:
-    """A sweep's directory: ``sweep.json``, the checkpoint, the lock and one :class:`RunDirectory` per run."""
+class ShardDirectory:
+    """Where one shard of a sweep keeps its state: ``checkpoint.pt``, ``summary.json`` and ``lock``
+    (``DIR`` itself for an unsharded sweep, ``DIR/shards/<K>-of-<N>`` for shard K of N)."""
 
     path: Path
-    sweep_path = _file(SWEEP_FILE)
     checkpoint_path = _file(CHECKPOINT_FILE)
     summary_path = _file(SUMMARY_FILE)
     lock_path = _file(LOCK_FILE)
 
-    def run(self, name: str) -> RunDirectory:
-        return RunDirectory(self.path / name)
-
-    def holds_sweep(self) -> bool:
-        return self.sweep_path.is_file()
-
-    def is_empty(self) -> bool:
-        """True when the directory is missing or holds nothing but a lock file and partial writes."""
-        if not self.path.exists():
-            return True
-        if not self.path.is_dir():
-            raise RunDirectoryError(f"{self.path} is a file, not a directory; choose another --out")
-        return all(p.name == LOCK_FILE or is_partial_write(p) for p in self.path.iterdir())
+    def holder(self) -> str | None:
+        """Who is writing this shard now (``pid P on host H since T``), or ``None``."""
+        return lock_holder(self.lock_path)
 
     def check_unlocked(self) -> None:
         """Refuse at once if another process writes here (reads only; :meth:`locked` then takes the lock)."""
-        holder = lock_holder(self.lock_path)
+        holder = self.holder()
         if holder is not None:
             raise RunDirectoryError(f"{self.path} is being written by {holder} ({self.lock_path}); wait for "
                                     f"that process to finish (or stop it), or choose another --out")
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator["SweepDirectory"]:
+    def locked(self) -> Iterator["ShardDirectory"]:
         """Create the directory if needed and hold its lock (refused at once if another process holds it)."""
         with _writing(self.path):
             self.path.mkdir(parents=True, exist_ok=True)
@@ -372,21 +387,6 @@ class SweepDirectory:
             yield self
         finally:
             lock.release()
-
-    def read_manifest(self) -> tuple[dict[str, Any], list[str]]:
-        """``sweep.json``: the stored settings (a dict for ``SweepConfig.from_dict``) and run names."""
-        fix = f"it records the sweep's settings; restore it, or {START_OVER}"
-        manifest = read_json(self.sweep_path, fix=fix)
-        if manifest.get("schema") != SCHEMA_VERSION:
-            raise RunDirectoryError(f"{self.sweep_path} has schema {manifest.get('schema')!r}, this ncgrok reads "
-                                    f"{SCHEMA_VERSION} (written by another version, or corrupt); {START_OVER}")
-        names = manifest.get("runs")
-        if not isinstance(manifest.get("config"), dict) or not isinstance(names, list):
-            raise RunDirectoryError(f"{self.sweep_path} lacks its 'config' object or 'runs' list (corrupt); {fix}")
-        return manifest["config"], [str(name) for name in names]
-
-    def write_manifest(self, settings: Mapping[str, Any], names: Sequence[str]) -> None:
-        _write_json(self.sweep_path, {"schema": SCHEMA_VERSION, "config": dict(settings), "runs": list(names)})
 
     def write_checkpoint(self, state: Mapping[str, Any]) -> None:
         import torch  # the file-format layer stays torch-free at import (``ncgrok --help`` imports it)
@@ -411,16 +411,85 @@ class SweepDirectory:
             raise RunDirectoryError(f"{self.checkpoint_path} is not a checkpoint of schema {SCHEMA_VERSION}; {RETRAIN}")
         return state
 
-    def write_summary(self, runs: Sequence[Mapping[str, Any]], *, status: str, session: Mapping[str, Any]) -> None:
-        """``summary.json`` of the sweep: ``status``, every run's summary, the ``session``."""
-        _write_json(self.summary_path, {"status": status, "runs": list(runs), SESSION_KEY: dict(session)})
+    def write_summary(self, runs: Sequence[Mapping[str, Any]], *, status: str, session: Mapping[str, Any],
+                      shard: Mapping[str, Any]) -> None:
+        """``summary.json`` of the shard: ``status``, the summaries of its runs trained so far, the
+        ``session``, and ``shard`` (its index, the shard count and its groups)."""
+        _write_json(self.summary_path, {"status": status, "runs": list(runs), SESSION_KEY: dict(session),
+                                        "shard": dict(shard)})
 
-    def remove_partial_writes(self, names: Iterable[str]) -> None:
-        """Delete what interrupted writes left behind (hold the lock)."""
+    def read_summary(self) -> dict[str, Any] | None:
+        """``summary.json`` of the shard, or ``None`` before its first one was written."""
+        return read_json(self.summary_path) if self.summary_path.is_file() else None
+
+    def remove_partial_writes(self) -> None:
+        """Delete what interrupted writes left here (hold the lock)."""
         with _writing(self.path):
             remove_partial_writes(self.path)
-        for name in names:
-            self.run(name).remove_partial_writes()
+
+
+@dataclass(frozen=True)
+class SweepDirectory:
+    """A sweep's directory: ``sweep.json``, one :class:`RunDirectory` per run, and the state of each
+    shard (:meth:`shard`)."""
+
+    path: Path
+    sweep_path = _file(SWEEP_FILE)
+
+    def run(self, name: str) -> RunDirectory:
+        return RunDirectory(self.path / name)
+
+    def shard(self, index: int = 1, count: int = 1) -> ShardDirectory:
+        """The state directory of shard ``index`` (1-based) of ``count``."""
+        return ShardDirectory(self.path if count == 1 else self.path / SHARDS_DIR / f"{index}-of-{count}")
+
+    def holds_sweep(self) -> bool:
+        return self.sweep_path.is_file()
+
+    def is_empty(self) -> bool:
+        """True when the directory is missing or holds nothing but a lock file, partial writes and
+        shard state directories (a shard starting beside this process)."""
+        if not self.path.exists():
+            return True
+        if not self.path.is_dir():
+            raise RunDirectoryError(f"{self.path} is a file, not a directory; choose another --out")
+        return all(p.name in (LOCK_FILE, SHARDS_DIR) or is_partial_write(p) for p in self.path.iterdir())
+
+    def read_manifest(self) -> SweepManifest:
+        """``sweep.json`` (a file without ``shards`` was written unsharded)."""
+        fix = f"it records the sweep's settings; restore it, or {START_OVER}"
+        manifest = read_json(self.sweep_path, fix=fix)
+        if manifest.get("schema") != SCHEMA_VERSION:
+            raise RunDirectoryError(f"{self.sweep_path} has schema {manifest.get('schema')!r}, this ncgrok reads "
+                                    f"{SCHEMA_VERSION} (written by another version, or corrupt); {START_OVER}")
+        names, shards = manifest.get("runs"), manifest.get("shards", 1)
+        if not isinstance(manifest.get("config"), dict) or not isinstance(names, list):
+            raise RunDirectoryError(f"{self.sweep_path} lacks its 'config' object or 'runs' list (corrupt); {fix}")
+        if not isinstance(shards, int) or isinstance(shards, bool) or shards < 1:
+            raise RunDirectoryError(f"{self.sweep_path}: 'shards' must be an integer >= 1, got {shards!r} (corrupt); {fix}")
+        return SweepManifest(manifest["config"], [str(name) for name in names], shards)
+
+    def create_manifest(self, settings: Mapping[str, Any], names: Sequence[str], shards: int) -> bool:
+        """Write ``sweep.json`` unless it exists, atomically and exclusively (a complete file is
+        hard-linked into place, which fails if another process got there first): shards starting at
+        once need no common lock. Returns whether this call created it."""
+        payload = {"schema": SCHEMA_VERSION, "config": dict(settings), "runs": list(names), "shards": int(shards)}
+        data = (json.dumps(json_safe(payload), indent=2, allow_nan=False) + "\n").encode()
+        with _writing(self.sweep_path):
+            self.path.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=self.path, prefix=f".{SWEEP_FILE}.partial-", suffix=".tmp")
+            try:
+                with os.fdopen(handle, "wb") as stream:
+                    stream.write(data)
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.chmod(temporary, default_file_mode())
+                os.link(temporary, self.sweep_path)
+                return True
+            except FileExistsError:
+                return False
+            finally:
+                os.unlink(temporary)
 
 
 # ---------------------------------------------------------------------------------------------

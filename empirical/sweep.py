@@ -1,19 +1,24 @@
-"""Train a grid of runs (seeds x weight decays x learning rates) as one batched job, on disk.
+"""Train a grid of runs (seeds x weight decays x learning rates) as batched groups, on disk.
 
-``run_sweep(config, out_dir)`` loads the data split, trains every run of the grid at once with
-``empirical.engine.BatchedTrainer``, measures all runs at each step of the logging schedule with
+``run_sweep(config, out_dir)`` loads the data split, trains the grid's batched groups
+(``SweepConfig.groups``) one after another with ``empirical.engine.BatchedTrainer`` (every run of a
+group at once), measures all runs of the group at each step of the logging schedule with
 ``empirical.measure.measure_runs``, appends the rows to each run's ``metrics.csv`` and checkpoints
-the whole batched state, so ``resume=True`` continues an interrupted sweep bit for bit. It writes
-data only (analyses such as onsets are computed from ``metrics.csv`` by their callers); the files
-and their guarantees are those of ``empirical.runs``. Library code: it never prints; pass a
+the group's batched state, so ``resume=True`` continues an interrupted sweep bit for bit. With
+``shard=Shard(K, N)`` it trains only the groups of shard K of N (``empirical.shards``), writing the
+same run directories an unsharded sweep writes and keeping its checkpoint, summary and lock in the
+shard's own directory, so the N shards can run at once, anywhere the directory is mounted. It
+writes data only (analyses such as onsets are computed from ``metrics.csv`` by their callers); the
+files and their guarantees are those of ``empirical.runs``. Library code: it never prints; pass a
 ``progress`` callback to follow it.
 
 Order of work, so that a rejected call writes nothing and a crash at any point can be resumed:
 everything that can be checked without writing is checked first (the settings, an existing
-directory's ``sweep.json`` against them, the lock, the data, the network), then the directory is
-locked and created (``sweep.json`` first, then each run's ``config.json`` and ``metrics.csv``
-header), then training appends rows and checkpoints. A resume deletes partial writes, restores
-the checkpoint, cuts ``metrics.csv`` back to it and replays from there.
+directory's ``sweep.json`` against them, the lock, the data, the network), then the shard is locked,
+``sweep.json`` created if no shard did it yet, and each group in turn gets its runs' ``config.json``
+and ``metrics.csv`` header, appends rows and checkpoints (the checkpoint names its group). A resume
+deletes partial writes, restores the checkpoint's group, cuts its ``metrics.csv`` back to the
+checkpoint and replays from there; the groups before it are complete and those after it start anew.
 """
 from __future__ import annotations
 
@@ -23,22 +28,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ncgrok.empirical.engine import BatchedTrainer, select_device
+from ncgrok.empirical.engine import BatchedTrainer, RunConfig, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
 from ncgrok.empirical.runs import (
     RETRAIN,
     START_OVER,
     RunDirectory,
     RunDirectoryError,
+    ShardDirectory,
     SweepDirectory,
 )
+from ncgrok.empirical.shards import Shard, shard_groups
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
-__all__ = ["DTYPES", "SweepConfig", "SweepResult", "run_name", "run_sweep"]
+__all__ = ["DTYPES", "Shard", "SweepConfig", "SweepResult", "prepare_shards", "run_name", "run_sweep"]
 
 
 @dataclass
 class SweepResult:
+    """The run directories of the sweep (of the shard), their summaries (empty unless completed),
+    this process's training and measurement time, and the step it resumed from."""
+
     out_dir: Path
     run_dirs: list[Path]
     summaries: list[dict[str, Any]]
@@ -50,52 +60,66 @@ class SweepResult:
 ProgressCallback = Callable[[int, int, list[dict[str, float]]], None]
 
 
-@dataclass(frozen=True)
-class _Plan:
-    """What an existing or new directory needs: ``create`` it, ``restart`` a sweep that never
-    checkpointed, or ``continue`` from its checkpoint."""
 
-    action: str
-    runs: tuple[RunDirectory, ...]
+def _shard_started(config: SweepConfig, directory: SweepDirectory, shard: Shard, mine: list[int]) -> bool:
+    """Whether shard ``shard`` has written anything (its state or one of its run directories)."""
+    state = directory.shard(shard.index, shard.count)
+    if shard.count == 1 or state.checkpoint_path.exists() or state.summary_path.exists():
+        return True
+    groups = config.groups()
+    return any(directory.run(run_name(run)).path.exists() for index in mine for run in groups[index])
 
 
-def _plan(config: SweepConfig, directory: SweepDirectory, *, resume: bool) -> _Plan:
-    """Decide from what is on disk, reading only; every refusal happens here."""
-    names = [run_name(run) for run in config.runs()]
-    runs = tuple(directory.run(name) for name in names)
+def _check_directory(config: SweepConfig, directory: SweepDirectory, shard: Shard, mine: list[int], *,
+                     resume: bool) -> None:
+    """Refuse what cannot be written or continued, reading only (called before and under the lock)."""
     if not directory.holds_sweep():
-        if not directory.is_empty():
-            raise RunDirectoryError(f"{directory.path} exists, is not empty and holds no sweep ({directory.sweep_path.name} "
-                                    "is missing); choose another --out")
-        return _Plan("create", runs)
-    if not resume:
-        raise RunDirectoryError(f"{directory.path} already holds a sweep; pass --resume to continue it or choose another --out")
-    stored, stored_names = directory.read_manifest()
+        if directory.is_empty():
+            return
+        if not directory.holds_sweep():  # (a shard starting beside this one may have just created it)
+            raise RunDirectoryError(f"{directory.path} exists, is not empty and holds no sweep "
+                                    f"({directory.sweep_path.name} is missing); choose another --out")
+    manifest = directory.read_manifest()
+    if manifest.shards != shard.count:
+        given = "no --shard" if shard.count == 1 else f"--shard {shard}"
+        raise RunDirectoryError(f"the sweep in {directory.path} is split into {manifest.shards} shard(s) "
+                                f"({directory.sweep_path.name}), {given} was given; run its shards as --shard K/{manifest.shards}")
+    if not resume and _shard_started(config, directory, shard, mine):
+        what = "a sweep" if shard.count == 1 else f"shard {shard} of a sweep, started before"
+        raise RunDirectoryError(f"{directory.path} already holds {what}; pass --resume to continue it or choose another --out")
+    _check_manifest(config, directory, shard, manifest)
+
+
+def _check_manifest(config: SweepConfig, directory: SweepDirectory, shard: Shard, manifest=None) -> None:
+    """``sweep.json`` holds these settings, this grid and this number of shards."""
+    manifest = manifest if manifest is not None else directory.read_manifest()
     try:
-        stored_config = SweepConfig.from_dict(stored, source=directory.sweep_path)
+        stored_config = SweepConfig.from_dict(manifest.settings, source=directory.sweep_path)
     except ValueError as error:
         raise RunDirectoryError(f"{error}; {START_OVER}") from None
     differences = config.resume_differences(stored_config)
     if differences:
         raise RunDirectoryError(f"--resume needs the settings of the sweep in {directory.path} "
                                 f"({directory.sweep_path.name}); these differ: " + "; ".join(differences))
-    if stored_names != names:
-        raise RunDirectoryError(f"{directory.sweep_path} lists runs {stored_names}, the settings give {names} "
+    names = [run_name(run) for run in config.runs()]
+    if manifest.runs != names:
+        raise RunDirectoryError(f"{directory.sweep_path} lists runs {manifest.runs}, the settings give {names} "
                                 f"(corrupt); {START_OVER}")
-    return _Plan("continue" if directory.checkpoint_path.is_file() else "restart", runs)
+    if manifest.shards != shard.count:
+        raise RunDirectoryError(f"{directory.sweep_path} was written for {manifest.shards} shard(s), not "
+                                f"{shard.count}; run its shards as --shard K/{manifest.shards}")
 
 
-def _write_run_files(config: SweepConfig, plan: _Plan) -> None:
-    """Each run's ``config.json`` and an empty ``metrics.csv`` (on creation, and when restarting a
-    sweep interrupted before its first checkpoint)."""
-    for run, directory in zip(config.runs(), plan.runs):
+def _write_run_files(config: SweepConfig, runs: list[RunConfig], directories: list[RunDirectory]) -> None:
+    """Each run's ``config.json`` and an empty ``metrics.csv`` (when its group starts or starts anew)."""
+    for run, directory in zip(runs, directories):
         directory.write_config(config.run_config(run, directory.name))
         directory.metrics(config.columns()).create()
 
 
-def _check_run_configs(config: SweepConfig, plan: _Plan) -> None:
+def _check_run_configs(config: SweepConfig, runs: list[RunConfig], directories: list[RunDirectory]) -> None:
     """Before continuing: every ``config.json`` matches the settings (a missing one is rewritten)."""
-    for run, directory in zip(config.runs(), plan.runs):
+    for run, directory in zip(runs, directories):
         expected = config.run_config(run, directory.name)
         if not directory.config_path.exists():
             directory.write_config(expected)
@@ -114,33 +138,34 @@ def _check_run_configs(config: SweepConfig, plan: _Plan) -> None:
                                     f"({'; '.join(differences)}) {fix}")
 
 
-def run_sweep(
-    config: SweepConfig,
-    out_dir: Path | str,
-    *,
-    resume: bool = False,
-    progress: ProgressCallback | None = None,
-    split: Any | None = None,
-    stop_after_step: int | None = None,
-) -> SweepResult:
-    """Train and measure every run of ``config``; write results under ``out_dir``.
+def _check_logged_steps(config: SweepConfig, directories: list[RunDirectory], step: int) -> None:
+    """Every ``metrics.csv`` holds exactly the logged steps up to ``step`` (more may follow)."""
+    expected = [s for s in config.schedule() if s <= step]
+    for directory in directories:
+        table = directory.metrics(config.columns())
+        kept = table.steps_through(step)
+        if kept != expected:
+            missing, extra = sorted(set(expected) - set(kept))[:5], sorted(set(kept) - set(expected))[:5]
+            raise RunDirectoryError(f"{table.path} does not hold the logged steps up to the checkpoint's step "
+                                    f"{step} (missing {missing}, unexpected {extra}): damaged file; {RETRAIN}")
 
-    ``split`` overrides data loading (an object with ``train_x, train_y, test_x, test_y,
-    heldout_x, heldout_y, num_classes``, as ``empirical.data.paper_split`` returns).
-    ``stop_after_step`` stops (after checkpointing) once that logged step is done; it simulates an
-    interruption in tests and lets a user split a long sweep into sessions. A directory problem
-    (existing sweep without ``resume``, different settings, another process writing it, a corrupt
-    or unwritable file) raises :class:`empirical.runs.RunDirectoryError`.
-    """
-    directory = SweepDirectory(Path(out_dir))
-    directory.check_unlocked()
-    _plan(config, directory, resume=resume)
-    split = split if split is not None else config.load_split()
-    device = select_device(config.device)
-    data = as_measurement_data(_without_empty_heldout(split), device=device, dtype=config.torch_dtype)
-    trainer = BatchedTrainer(
+
+@dataclass
+class _Session:
+    """What this process did, for the ``session`` entries of the summaries."""
+
+    train_seconds: float = 0.0
+    measure_seconds: float = 0.0
+    resumed_from: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _new_trainer(config: SweepConfig, runs: list[RunConfig], data, device) -> BatchedTrainer:
+    return BatchedTrainer(
         config.model_spec(tuple(data.train_x.shape[1:]), data.num_classes),
-        config.runs(),
+        runs,
         data.train_x,
         data.train_y,
         optimizer=config.optimizer,
@@ -150,20 +175,86 @@ def run_sweep(
         device=device,
         momentum=config.momentum,
     )
+
+
+def run_sweep(
+    config: SweepConfig,
+    out_dir: Path | str,
+    *,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    split: Any | None = None,
+    stop_after_step: int | None = None,
+    shard: Shard | None = None,
+) -> SweepResult:
+    """Train and measure every run of ``config`` (of shard ``shard`` only, if given); write results
+    under ``out_dir``.
+
+    ``split`` overrides data loading (an object with ``train_x, train_y, test_x, test_y,
+    heldout_x, heldout_y, num_classes``, as ``empirical.data.paper_split`` returns).
+    ``stop_after_step`` stops (after checkpointing) once that logged step of the group being trained
+    is done; it simulates an interruption in tests and lets a user split a long sweep into sessions.
+    ``progress(done, total, rows)`` is called after each logged step with the steps done and to do
+    over the shard's groups and the group's new rows. A directory problem (existing sweep without
+    ``resume``, different settings or shard count, another process writing the shard, a corrupt or
+    unwritable file) raises :class:`empirical.runs.RunDirectoryError`; too many shards for the
+    groups a ``ValueError``.
+    """
+    shard = shard if shard is not None else Shard()
+    directory = SweepDirectory(Path(out_dir))
+    state = directory.shard(shard.index, shard.count)
+    mine = shard_groups(config, shard)
+    groups = config.groups()
+    state.check_unlocked()
+    _check_directory(config, directory, shard, mine, resume=resume)
+    split = split if split is not None else config.load_split()
+    device = select_device(config.device)
+    data = as_measurement_data(_without_empty_heldout(split), device=device, dtype=config.torch_dtype)
+    trainer = _new_trainer(config, groups[mine[0]], data, device)  # the network is checked before any write
     information = _information_measurement(config, split, data) if config.measure_ib else None
-    with directory.locked():
-        plan = _plan(config, directory, resume=resume)  # again: the directory may have changed meanwhile
-        names = [run.name for run in plan.runs]
-        directory.remove_partial_writes(names)
-        if plan.action == "create":
-            directory.write_manifest(config.to_dict(), names)
-        if plan.action in ("create", "restart"):
-            _write_run_files(config, plan)
-        else:
-            _check_run_configs(config, plan)
-            _restore(config, directory, plan, trainer, device)
-        return _train(config, directory, plan, trainer, data, information, progress, stop_after_step,
-                      restored=plan.action == "continue")
+    with state.locked():
+        _check_directory(config, directory, shard, mine, resume=resume)  # again: it may have changed meanwhile
+        if not directory.create_manifest(config.to_dict(), [run_name(run) for run in config.runs()], shard.count):
+            _check_manifest(config, directory, shard)  # another shard wrote it between the check and here
+        state.remove_partial_writes()
+        for index in mine:
+            for run in groups[index]:
+                directory.run(run_name(run)).remove_partial_writes()
+        checkpoint = state.read_checkpoint(map_location=device) if state.checkpoint_path.is_file() else None
+        first = _resume_position(config, directory, mine, checkpoint)
+        loop = _GroupLoop(config, directory, shard, mine, data, information, progress)
+        for position in range(first, len(mine)):
+            runs = groups[mine[position]]
+            directories = [directory.run(run_name(run)) for run in runs]
+            if trainer.runs != runs:
+                trainer = _new_trainer(config, runs, data, device)
+            restored = checkpoint is not None and position == first
+            if restored:
+                _restore(config, directories, trainer, checkpoint, state)
+            else:
+                _write_run_files(config, runs, directories)
+            if not loop.train(position, trainer, directories, stop_after_step, restored=restored):
+                break
+        return loop.result()
+
+
+def _resume_position(config: SweepConfig, directory: SweepDirectory, mine: list[int], checkpoint) -> int:
+    """Position in ``mine`` of the group to continue: the checkpoint's (its earlier groups are
+    complete; their files are checked), or 0 without a checkpoint."""
+    if checkpoint is None:
+        return 0
+    group = checkpoint.get("group", 0)  # checkpoints of one-group sweeps written before groups existed
+    if group not in mine:
+        raise RunDirectoryError(f"{directory.path}: the checkpoint is of batched group {group!r}, not one of this "
+                                f"shard's groups {mine} (corrupt); {RETRAIN}")
+    position = mine.index(group)
+    groups = config.groups()
+    for index in mine[: position + 1]:
+        directories = [directory.run(run_name(run)) for run in groups[index]]
+        _check_run_configs(config, groups[index], directories)
+        if index != group:
+            _check_logged_steps(config, directories, config.steps)
+    return position
 
 
 def _without_empty_heldout(split: Any) -> Any:
@@ -175,76 +266,104 @@ def _without_empty_heldout(split: Any) -> Any:
     return type("SplitWithoutHeldout", (), {name: getattr(split, name) for name in names})()
 
 
-def _restore(config: SweepConfig, directory: SweepDirectory, plan: _Plan, trainer: BatchedTrainer, device) -> None:
-    """Load the checkpoint into ``trainer`` and cut every ``metrics.csv`` back to its step."""
-    state = directory.read_checkpoint(map_location=device)
+def _restore(config: SweepConfig, directories: list[RunDirectory], trainer: BatchedTrainer, checkpoint: dict,
+             state: ShardDirectory) -> None:
+    """Load the checkpoint into ``trainer`` and cut every ``metrics.csv`` of its group back to its step."""
     try:
-        trainer.load_state_dict(state["trainer"])
+        trainer.load_state_dict(checkpoint["trainer"])
     except (KeyError, TypeError, ValueError) as error:
-        raise RunDirectoryError(f"{directory.checkpoint_path} does not fit the settings in {directory.sweep_path.name} "
+        raise RunDirectoryError(f"{state.checkpoint_path} does not fit the settings in the sweep's sweep.json "
                                 f"({error}); {RETRAIN}") from None
-    expected = [step for step in config.schedule() if step <= trainer.step]
-    tables = [run.metrics(config.columns()) for run in plan.runs]
-    for table in tables:  # check every file before changing any
-        kept = table.steps_through(trainer.step)
-        if kept != expected:
-            missing, extra = sorted(set(expected) - set(kept))[:5], sorted(set(kept) - set(expected))[:5]
-            raise RunDirectoryError(f"{table.path} does not hold the logged steps up to the checkpoint's step "
-                                    f"{trainer.step} (missing {missing}, unexpected {extra}): damaged file; {RETRAIN}")
-    for table in tables:
-        table.truncate_after(trainer.step)
+    _check_logged_steps(config, directories, trainer.step)  # every file before changing any
+    for directory in directories:
+        directory.metrics(config.columns()).truncate_after(trainer.step)
 
 
-def _train(config, directory: SweepDirectory, plan: _Plan, trainer: BatchedTrainer, data, information,
-           progress: ProgressCallback | None, stop_after_step: int | None, *, restored: bool) -> SweepResult:
-    """The training loop: train to each logged step, measure, append, checkpoint now and then."""
-    tables = [run.metrics(config.columns()) for run in plan.runs]
-    resumed_from = trainer.step
-    session = {"train_seconds": 0.0, "measure_seconds": 0.0, "resumed_from": resumed_from}
-    # a restored checkpoint's own step is already logged
-    schedule = [step for step in config.schedule() if step > trainer.step or not restored]
-    information_steps = config.information_steps()
-    last_checkpoint = time.monotonic()
-    status = "completed"
-    for target in schedule:
-        started = time.perf_counter()
-        if target > trainer.step:
-            trainer.train(target - trainer.step)
-        measured = time.perf_counter()
-        session["train_seconds"] += measured - started
-        rows = measure_runs(trainer, data, delta=config.delta, chunk_size=config.measure_chunk_size)
-        if information is not None and target in information_steps:
-            scales = [row["feature_norm_max"] for row in rows]
-            for row, extra in zip(rows, information(trainer, scales)):
-                row.update(extra)
-        session["measure_seconds"] += time.perf_counter() - measured
-        for table, row in zip(tables, rows):
-            table.append([{"step": target, **row}])
-        if target in config.snapshot_steps:
-            _save_snapshots(trainer, plan.runs, target)
-        final = target == config.steps
-        stopping = stop_after_step is not None and target >= stop_after_step and not final
-        if final or stopping or time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
-            directory.write_checkpoint({"trainer": trainer.state_dict()})
-            last_checkpoint = time.monotonic()
-            if not (final or stopping):
-                _write_summaries(config, directory, plan, "running", session)
-        if progress is not None:
-            progress(target, config.steps, rows)
-        if stopping:
-            status = "running"
-            break
-    summaries = _write_summaries(config, directory, plan, status, session)
-    return SweepResult(directory.path, [run.path for run in plan.runs], summaries if status == "completed" else [],
-                       session["train_seconds"], session["measure_seconds"], resumed_from)
+class _GroupLoop:
+    """Trains a shard's groups in turn and writes their rows, checkpoints and summaries."""
 
+    def __init__(self, config: SweepConfig, directory: SweepDirectory, shard: Shard, mine: list[int], data,
+                 information, progress: ProgressCallback | None):
+        self.config, self.directory, self.shard, self.mine = config, directory, shard, mine
+        self.state = directory.shard(shard.index, shard.count)
+        self.data, self.information, self.progress = data, information, progress
+        self.session = _Session()
+        self.resumed = False
+        self.status = "running"
+        self.summaries: dict[str, dict[str, Any]] = {}  # of the groups done, by run name
+        self.run_dirs = [directory.run(run_name(run)).path for index in mine for run in config.groups()[index]]
 
-def _write_summaries(config: SweepConfig, directory: SweepDirectory, plan: _Plan, status: str,
-                     session: dict[str, Any]) -> list[dict[str, Any]]:
-    summaries = [run_directory.write_summary(dataclasses.asdict(run), status=status, session=session)
-                 for run, run_directory in zip(config.runs(), plan.runs)]
-    directory.write_summary(summaries, status=status, session=session)
-    return summaries
+    def train(self, position: int, trainer: BatchedTrainer, directories: list[RunDirectory],
+              stop_after_step: int | None, *, restored: bool) -> bool:
+        """Train group ``mine[position]`` to the end (True) or to ``stop_after_step`` (False)."""
+        config = self.config
+        tables = [run.metrics(config.columns()) for run in directories]
+        group_session = _Session(resumed_from=trainer.step)
+        if not self.resumed:
+            self.session.resumed_from, self.resumed = trainer.step, True
+        # a restored checkpoint's own step is already logged
+        schedule = [step for step in config.schedule() if step > trainer.step or not restored]
+        information_steps = config.information_steps()
+        last_checkpoint = time.monotonic()
+        for target in schedule:
+            started = time.perf_counter()
+            if target > trainer.step:
+                trainer.train(target - trainer.step)
+            measured = time.perf_counter()
+            rows = measure_runs(trainer, self.data, delta=config.delta, chunk_size=config.measure_chunk_size)
+            if self.information is not None and target in information_steps:
+                scales = [row["feature_norm_max"] for row in rows]
+                for row, extra in zip(rows, self.information(trainer, scales)):
+                    row.update(extra)
+            for session in (group_session, self.session):
+                session.train_seconds += measured - started
+                session.measure_seconds += time.perf_counter() - measured
+            for table, row in zip(tables, rows):
+                table.append([{"step": target, **row}])
+            if target in config.snapshot_steps:
+                _save_snapshots(trainer, directories, target)
+            final = target == config.steps
+            stopping = stop_after_step is not None and target >= stop_after_step and not final
+            if final or stopping or time.monotonic() - last_checkpoint >= config.checkpoint_seconds:
+                self.state.write_checkpoint({"group": self.mine[position], "trainer": trainer.state_dict()})
+                last_checkpoint = time.monotonic()
+                if not (final or stopping):
+                    self._write_summaries(position, trainer.runs, directories, "running", group_session)
+            if self.progress is not None:
+                self.progress(position * config.steps + target, len(self.mine) * config.steps, rows)
+            if stopping:
+                self._write_summaries(position, trainer.runs, directories, "running", group_session)
+                return False
+        if position == len(self.mine) - 1:
+            self.status = "completed"
+        self._write_summaries(position, trainer.runs, directories, "completed", group_session)
+        return True
+
+    def _write_summaries(self, position: int, runs: list[RunConfig], directories: list[RunDirectory], status: str,
+                         session: _Session) -> None:
+        """The summaries of group ``mine[position]``'s runs with ``status``, and the shard's summary
+        listing the runs of its groups up to that one."""
+        for run, run_directory in zip(runs, directories):
+            summary = run_directory.write_summary(dataclasses.asdict(run), status=status, session=session.as_dict())
+            self.summaries[summary["name"]] = summary
+        groups = self.config.groups()
+        names = [run_name(run) for index in self.mine[: position + 1] for run in groups[index]]
+        shard = {"index": self.shard.index, "count": self.shard.count, "groups": list(self.mine)}
+        self.state.write_summary([self._summary(name) for name in names], status=self.status,
+                                 session=self.session.as_dict(), shard=shard)
+
+    def _summary(self, name: str) -> dict[str, Any]:
+        """A run's summary as written by this process, else as on disk (a group trained before)."""
+        summary = self.summaries.get(name) or self.directory.run(name).read_summary()
+        if summary is None:
+            raise RunDirectoryError(f"{self.directory.run(name).summary_path} is missing although its batched group "
+                                    f"is complete; {RETRAIN}")
+        return summary
+
+    def result(self) -> SweepResult:
+        summaries = [self._summary(path.name) for path in self.run_dirs] if self.status == "completed" else []
+        return SweepResult(self.directory.path, list(self.run_dirs), summaries, self.session.train_seconds,
+                           self.session.measure_seconds, self.session.resumed_from)
 
 
 def _information_measurement(config: SweepConfig, split: Any, data) -> InformationMeasurement:
@@ -262,12 +381,29 @@ def _information_measurement(config: SweepConfig, split: Any, data) -> Informati
                                   settings=config.information_settings(), num_classes=data.num_classes)
 
 
-def _save_snapshots(trainer: BatchedTrainer, runs: tuple[RunDirectory, ...], step: int) -> None:
+def _save_snapshots(trainer: BatchedTrainer, runs: list[RunDirectory], step: int) -> None:
+    """Each run's state dict at ``step``, as CPU tensors (the same file whichever device trained it)."""
     import io
 
     import torch
 
     for index, directory in enumerate(runs):
         buffer = io.BytesIO()
-        torch.save(trainer.run_module(index).state_dict(), buffer)
+        state = {name: tensor.detach().to("cpu") for name, tensor in trainer.run_module(index).state_dict().items()}
+        torch.save(state, buffer)
         directory.write_snapshot(step, buffer.getvalue())
+
+
+def prepare_shards(config: SweepConfig, out_dir: Path | str, count: int, *, resume: bool = False) -> list[Shard]:
+    """Check, reading only, that the ``count`` shards of ``config`` can be written to ``out_dir``
+    (as :func:`run_sweep` would for each), then create its ``sweep.json``: what a launcher does
+    before it starts the shards (``empirical.shards``), so that a mistake is one error at once
+    rather than one per job. Returns the shards."""
+    shards = [Shard(index, count) for index in range(1, count + 1)]
+    directory = SweepDirectory(Path(out_dir))
+    for shard in shards:
+        directory.shard(shard.index, shard.count).check_unlocked()
+        _check_directory(config, directory, shard, shard_groups(config, shard), resume=resume)
+    if not directory.create_manifest(config.to_dict(), [run_name(run) for run in config.runs()], count):
+        _check_manifest(config, directory, shards[0])
+    return shards

@@ -6,7 +6,9 @@ A sweep directory stores these settings twice (layout in ``empirical.runs``): ``
 entry (seed, lr, weight decay) and ``name``. :meth:`SweepConfig.from_dict` and
 :meth:`SweepConfig.from_run_config` read them back strictly: a missing or unknown key is an error
 naming the file, never a silent default, so a network or a data split rebuilt from a run directory
-(:meth:`model_spec`, :meth:`load_split`) is the one that was trained.
+(:meth:`model_spec`, :meth:`load_split`) is the one that was trained. The one exception is a setting
+added after files were written without it (:data:`ADDED_SETTINGS`): it reads as the value that
+reproduces those files (``group_size`` None: the grid was one batched group).
 """
 from __future__ import annotations
 
@@ -22,6 +24,7 @@ import torch
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
 from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.shards import group_slices
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -34,6 +37,10 @@ _FLAGS = {"lrs": "--lr", "weight_decays": "--weight-decay", "seeds": "--seed/--s
 # Keys a run's config.json adds to the sweep's settings.
 RUN_KEYS = ("run", "name")
 
+# Settings added after sweep directories were first written, with the value that reproduces the files
+# written before they existed (read in place of a missing key; never written by default).
+ADDED_SETTINGS = {"group_size": None}
+
 
 def flag_name(setting: str) -> str:
     """The command-line flag that sets ``setting`` (``lrs`` -> ``--lr``, ``train_size`` -> ``--train-size``)."""
@@ -45,7 +52,10 @@ class SweepConfig:
     """Everything that defines a sweep. Defaults are the paper's main MNIST setting
     (Sakamoto & Sato, Figs. 2-4): MLP 784-200-200-200-10, init x8, summed squared loss, AdamW
     lr 1e-3, batch 100 from the first 1000 training images, 100,000 steps, the paper's logging
-    schedule. ``heldout_size``: 0 for no held-out sample, ``None`` for every unused training image."""
+    schedule. ``heldout_size``: 0 for no held-out sample, ``None`` for every unused training image.
+    ``group_size``: the grid is trained in batched groups of at most this many runs (:meth:`groups`),
+    ``None`` for one group; a run's numbers depend on the group it was batched with (floating-point
+    reassociation), so the groups are part of the settings and shards are made of whole groups."""
 
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -75,6 +85,7 @@ class SweepConfig:
     ib_sigma: float = 0.1
     ib_samples: int = 2000
     ib_every: int = 1
+    group_size: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -114,6 +125,9 @@ class SweepConfig:
             raise ValueError(f"checkpoint_seconds must be >= 0, got {self.checkpoint_seconds}")
         if self.ib_every < 1:
             raise ValueError(f"ib_every must be >= 1, got {self.ib_every}")
+        if self.group_size is not None and (not isinstance(self.group_size, int) or isinstance(self.group_size, bool)
+                                            or self.group_size < 1):
+            raise ValueError(f"group_size (--group-size) must be an integer >= 1, got {self.group_size!r}")
         if self.measure_ib:
             self.information_settings()  # validates ib_sigma and ib_samples
         if any(s < 0 or s > self.steps for s in self.snapshot_steps):
@@ -142,6 +156,12 @@ class SweepConfig:
             for lr in self.lrs
             for seed in self.seeds
         ]
+
+    def groups(self) -> list[list[RunConfig]]:
+        """The grid (:meth:`runs`, in order) cut into consecutive batched groups of ``group_size`` runs
+        (the last may be smaller); one group when ``group_size`` is ``None``."""
+        runs = self.runs()
+        return [[runs[position] for position in positions] for positions in group_slices(len(runs), self.group_size)]
 
     def schedule(self) -> list[int]:
         """Logged steps: the paper's schedule (or every ``log_every`` steps), plus snapshot steps."""
@@ -198,6 +218,7 @@ class SweepConfig:
         if not isinstance(payload, Mapping):
             raise ValueError(f"{source}: the sweep settings must be a JSON object, got {type(payload).__name__}")
         known = [f.name for f in dataclasses.fields(cls)]
+        payload = {**{k: v for k, v in ADDED_SETTINGS.items() if k not in payload}, **payload}
         unknown = sorted(set(payload) - set(known))
         missing = [name for name in known if name not in payload]
         if unknown or missing:

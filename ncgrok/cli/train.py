@@ -112,6 +112,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="weight decays, each >= 0 and given once (default 0.3 0.1 0.03 0.01 0.003 0.001)")
     sweep.add_argument("--seeds", type=options.seed, nargs="+", action=options.distinct(), default=[0, 1, 2, 3, 4],
                        help="seeds, each given once (default 0 1 2 3 4)")
+    _add_sharding_arguments(sweep)
     sweep.set_defaults(func=_run_sweep)
 
 
@@ -153,7 +154,12 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_sweep(args: argparse.Namespace) -> int:
-    return _execute(args, _config(args, lrs=args.lr, weight_decays=args.weight_decay, seeds=args.seeds))
+    config = _config(args, lrs=args.lr, weight_decays=args.weight_decay, seeds=args.seeds)
+    config = dataclasses.replace(config, group_size=args.group_size)
+    _check_sharding_arguments(args)
+    if args.executor is not None:
+        return _run_executor(args, config)
+    return _execute(args, config)
 
 
 class ProgressBar:
@@ -170,6 +176,8 @@ class ProgressBar:
             test_acc = sum(row["test_acc"] for row in rows) / len(rows)
             rnc1 = sum(row["rnc1"] for row in rows) / len(rows)
             self.bar.set_postfix_str(f"test_acc={test_acc:.3f} rnc1={rnc1:.3g} runs={len(rows)}", refresh=False)
+        if total != self.bar.total:  # a sweep of several batched groups counts the steps of all
+            self.bar.total = total
         self.bar.update(step - self.position)
         self.position = step
 
@@ -219,18 +227,143 @@ def _execute(args: argparse.Namespace, config) -> int:
 
     bar = ProgressBar(config.steps, disable=args.quiet or args.json)
     try:
-        result = run_sweep(config, args.out, resume=args.resume, progress=bar)
+        result = run_sweep(config, args.out, resume=args.resume, progress=bar, shard=_shard(args))
     finally:
         bar.close()
-    onsets = run_onsets(result.run_dirs)
+    timing = {"train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds,
+              "resumed_from": result.resumed_from}
+    footer = (f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
+              + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
+    return _print_runs(args, result.out_dir, result.summaries, result.run_dirs, timing, footer)
+
+
+def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, Any]], run_dirs: Sequence[Path],
+                extra: dict[str, Any], footer: str | None) -> int:
+    """The final table (or JSON with ``extra``) of ``summaries`` with each run's onset."""
+    onsets = run_onsets(run_dirs)
     if args.json:
-        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(result.summaries, onsets)]
-        payload = {"out": str(result.out_dir), "runs": runs, "train_seconds": result.train_seconds,
-                   "measure_seconds": result.measure_seconds, "resumed_from": result.resumed_from}
-        print(json.dumps(json_safe(payload), default=str))
+        runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(summaries, onsets)]
+        print(json.dumps(json_safe({"out": str(out), "runs": runs, **extra}), default=str))
         return 0
-    print(summary_table(result.summaries, onsets))
-    print(f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
-          + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
-    print(f"results: {result.out_dir}")
+    print(summary_table(summaries, onsets))
+    if footer:
+        print(footer)
+    print(f"results: {out}")
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# Sharding and executors (ncgrok sweep only; see ncgrok.empirical.shards)
+
+# --shard's value is checked by empirical.shards.Shard.parse (one line naming --shard and the fix).
+SHARD_TEXT = options.Text("K/N: shard K of N, numbered from 1 (e.g. 2/3)")
+_EXECUTOR_FLAGS = {"local": ("jobs",), "submitit": ("cluster", "partition", "gpus_per_shard", "timeout", "mem",
+                                                    "cpus_per_shard", "wait")}
+
+
+def _add_sharding_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "batched groups, shards and executors",
+        "The grid is trained in batched groups of --group-size runs; a shard is a set of whole groups, so "
+        "shards run one after another write exactly the run directories of the unsharded sweep.")
+    group.add_argument("--group-size", type=options.positive_count, default=None,
+                       help="train at most this many runs in one batched group (grid order: weight decay, lr, "
+                            "seed); default: the whole grid in one group")
+    group.add_argument("--shard", type=SHARD_TEXT, default=None, metavar="K/N",
+                       help="train only shard K of N (numbered from 1) into --out, e.g. from a job array: "
+                            "--shard $SLURM_ARRAY_TASK_ID/N or $PBS_ARRAY_INDEX/N")
+    group.add_argument("--executor", choices=("local", "submitit"), default=None,
+                       help="run every shard: 'local' as subprocesses here (one per GPU when several are "
+                            "visible), 'submitit' as one job array (pip install 'ncgrok[cluster]')")
+    group.add_argument("--shards", type=options.positive_count, default=None,
+                       help="with --executor: the number of shards N (default: one per batched group)")
+    group.add_argument("--jobs", type=options.positive_count, default=None,
+                       help="--executor local: shards run at once on the CPU (default 1; one per GPU when "
+                            "several are visible and --device is auto)")
+    group.add_argument("--cluster", choices=("slurm", "local", "debug"), default="slurm",
+                       help="--executor submitit: where submitit runs the jobs (default slurm)")
+    group.add_argument("--partition", type=options.name, default=None, help="--executor submitit: SLURM partition")
+    group.add_argument("--gpus-per-shard", type=options.count(0, 1), default=None,
+                       help="--executor submitit: 0 or 1 (a shard trains on one device)")
+    group.add_argument("--timeout", type=options.positive_count, default=None, metavar="MIN",
+                       help="--executor submitit: time limit per job in minutes (a timed-out job is requeued "
+                            "and resumes from its checkpoint)")
+    group.add_argument("--mem", type=options.positive_number, default=None, metavar="GB",
+                       help="--executor submitit: memory per job in GB")
+    group.add_argument("--cpus-per-shard", type=options.positive_count, default=None,
+                       help="--executor submitit: CPUs per job")
+    group.add_argument("--wait", action="store_true",
+                       help="--executor submitit --cluster slurm: wait for the jobs and print the results "
+                            "(local and debug always wait)")
+
+
+def _shard(args: argparse.Namespace):
+    from ncgrok.empirical.shards import Shard
+
+    return Shard.parse(args.shard) if getattr(args, "shard", None) is not None else None
+
+
+def _check_sharding_arguments(args: argparse.Namespace) -> None:
+    if args.shard is not None and args.executor is not None:
+        raise ValueError("--shard K/N trains one shard and --executor runs all of them: give one of the two")
+    if args.executor is None and args.shards is not None:
+        raise ValueError("--shards N goes with --executor; to train one shard use --shard K/N")
+    defaults = {"cluster": "slurm", "wait": False}
+    for executor, names in _EXECUTOR_FLAGS.items():
+        given = [name for name in names if getattr(args, name) != defaults.get(name)]
+        if given and args.executor != executor:
+            flags = ", ".join("--" + name.replace("_", "-") for name in given)
+            raise ValueError(f"{flags} only apply with --executor {executor}")
+
+
+def _run_executor(args: argparse.Namespace, config) -> int:
+    """Run (local) or submit (submitit) every shard, then print the runs like a plain sweep."""
+    from ncgrok.empirical import shards as sharding
+    from ncgrok.empirical.sweep import prepare_shards
+
+    count = args.shards if args.shards is not None else len(config.groups())
+    if args.executor == "submitit":  # checked before anything is written
+        options = sharding.ClusterOptions(args.cluster, args.partition, args.gpus_per_shard, args.timeout, args.mem,
+                                          args.cpus_per_shard)
+        sharding.require_submitit()
+    shards = sharding.unfinished_shards(args.out, prepare_shards(config, args.out, count, resume=args.resume))
+    quiet = args.quiet or args.json
+    if not quiet and len(shards) < count:
+        print(f"{count - len(shards)} of {count} shards are already completed", file=sys.stderr)
+
+    def report(outcome) -> None:
+        if not quiet:
+            state = "done" if outcome.error is None else f"failed: {outcome.error}"
+            print(f"shard {outcome.shard} {state} ({outcome.seconds:.1f} s)", file=sys.stderr)
+
+    if not shards:
+        outcomes = []
+    elif args.executor == "local":
+        outcomes = sharding.run_local(config, args.out, shards, jobs=args.jobs, on_done=report)
+    else:
+        jobs = sharding.submit_shards(config, args.out, shards, options)
+        if not quiet:
+            print(f"submitted {len(jobs)} shard job(s) to {args.cluster}: {', '.join(job.job_id for job in jobs)}",
+                  file=sys.stderr)
+        if args.cluster == "slurm" and not args.wait:
+            print(f"follow them with: ncgrok status {args.out}")
+            return 0
+        outcomes = sharding.wait_for_jobs(jobs, shards, on_done=report)
+    failed = [outcome for outcome in outcomes if outcome.error is not None]
+    for outcome in failed:
+        print(f"ncgrok sweep: shard {outcome.shard} failed: {outcome.error}", file=sys.stderr)
+    if failed:
+        print("finished shards are kept; rerun the same command with --resume to continue", file=sys.stderr)
+        return 1
+    return _print_sweep_runs(args, config)
+
+
+def _print_sweep_runs(args: argparse.Namespace, config) -> int:
+    """The final table (or JSON) of every run of a sweep whose shards ran in other processes."""
+    from ncgrok.empirical.runs import SweepDirectory
+    from ncgrok.empirical.sweep_config import run_name
+
+    directory = SweepDirectory(args.out)
+    run_dirs = [directory.run(run_name(run)).path for run in config.runs()]
+    summaries = [directory.run(path.name).read_summary() for path in run_dirs]
+    return _print_runs(args, args.out, summaries, run_dirs, {}, None)
