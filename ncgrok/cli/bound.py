@@ -9,98 +9,26 @@ the LaTeX of the formula used):
 * ``concentration`` Thm. 4.1 (reconstructed)  held-out radius for the within-class variance
 * ``timescales``    Thm. 4.3 (rates published, exact form reconstructed) tau1, tau2
 
-User mistakes raise ``ValueError`` (``ncgrok.main`` prints one line and exits with status 2). This is
-the only module of ``theory`` that reads a file: the ``.npz`` the user names with ``--stats``.
+User mistakes raise ``ValueError`` (``ncgrok.main`` prints one line and exits with status 2). Output
+and the ``--stats`` file route live in :mod:`ncgrok.cli.bound_report`; ``ncgrok.theory`` reads no files.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import zipfile
 from typing import Any
 
 import numpy as np
 
 from ncgrok.cli import options
-from ncgrok.files import json_safe
+from ncgrok.cli.bound_report import cantelli_from_stats, emit, header, ib_from_stats, number
 from ncgrok.theory import concentration, generalization, information, timescales
-from ncgrok.theory._validation import as_array, as_count, as_priors, as_scalar
+from ncgrok.theory._validation import as_count, as_priors, as_scalar
 
 _ADAMW_NOTE = (
     "AdamW: only decoupled weight decay's (1 - eta lambda) factor is exact there; these times are then "
     "a prediction, not a consequence of Thm. 4.3"
 )
-
-
-# ------------------------------------------------------------------------------------------------
-# Output helpers
-
-
-def _latex(names: list[str]) -> dict[str, str]:
-    from ncgrok.theory import symbolic  # sympy is imported only when LaTeX is asked for
-
-    return {name: symbolic.latex(name, with_lhs=True) for name in names}
-
-
-def _emit(args: argparse.Namespace, report: dict[str, Any], lines: list[str], formulas: list[str]) -> None:
-    """Print ``report`` as JSON (``--json``) or ``lines`` as text, with LaTeX on request."""
-    latex = _latex(formulas) if args.latex else None
-    if args.json:
-        if latex is not None:
-            report["latex"] = latex
-        print(json.dumps(json_safe(report), allow_nan=False))
-        return
-    print("\n".join(lines))
-    if latex is not None:
-        for name, text in latex.items():
-            print(f"LaTeX ({name}): {text}")
-
-
-def _number(value: Any) -> str:
-    return f"{float(value):.6g}"
-
-
-def _header(theorem: str, status: str, what: str) -> str:
-    return f"{theorem} ({status}): {what}"
-
-
-# ------------------------------------------------------------------------------------------------
-# Input helpers
-
-
-def _load_npz(
-    path: str, *, required: list[dict[str, str]], optional: dict[str, str]
-) -> dict[str, np.ndarray]:
-    """Read an .npz the user named; ``required`` lists alternatives (``{"a": shape, "b": shape}`` = a or b).
-
-    Raises ``ValueError`` naming the path and what the file must contain when the file is missing,
-    is not an .npz archive, cannot be read, or lacks a required array.
-    """
-    def describe(group: dict[str, str]) -> str:
-        return " or ".join(f"{key} {shape}" for key, shape in group.items())
-
-    contents = "; ".join(describe(group) for group in required)
-    if optional:
-        contents += "; optionally " + "; ".join(f"{key} {shape}" for key, shape in optional.items())
-    if not os.path.isfile(path):
-        raise ValueError(f"--stats {path}: no such file; it must be an .npz holding {contents}")
-    if not zipfile.is_zipfile(path):
-        raise ValueError(f"--stats {path}: not an .npz archive (np.savez output); it must hold {contents}")
-    try:
-        with np.load(path, allow_pickle=False) as archive:
-            arrays = {key: np.asarray(archive[key]) for key in archive.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile, KeyError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise ValueError(f"--stats {path}: not a readable .npz file ({reason}); it must hold {contents}") from None
-    missing = [describe(group) for group in required if not any(key in arrays for key in group)]
-    if missing:
-        raise ValueError(
-            f"--stats {path}: missing {'; '.join(missing)} (found: {', '.join(sorted(arrays)) or 'nothing'}); "
-            f"it must hold {contents}"
-        )
-    return arrays
 
 
 def _priors_option(args: argparse.Namespace, num_classes: int) -> np.ndarray:
@@ -120,7 +48,7 @@ def _cantelli(args: argparse.Namespace) -> None:
     if args.stats is not None:
         if scalar_given:
             raise ValueError("give either --stats FILE or --margin/--variance/--classes, not both")
-        return _cantelli_stats(args)
+        return cantelli_from_stats(args)
     if len(scalar_given) < 3:
         raise ValueError("cantelli needs --margin, --variance and --classes (or --stats FILE.npz)")
     if args.directional:
@@ -158,87 +86,14 @@ def _cantelli(args: argparse.Namespace) -> None:
         },
     }
     lines = [
-        _header("Thm. 3.2", "published", "error bound from within-class variance (every class: same margin and variance)"),
-        f"  margin m = {_number(margin)}, variance V = {_number(variance)} (units of g~ = g / {_number(scale)}), K = {num_classes}",
-        f"  per-pair Cantelli term (1 + max(m,0)^2/V)^-1 = {_number(term)}",
-        f"  bound sum_c p_c sum_(k!=c) term{' (class sums capped at 1)' if args.clipped else ''} = {_number(bound)}",
+        header("Thm. 3.2", "published", "error bound from within-class variance (every class: same margin and variance)"),
+        f"  margin m = {number(margin)}, variance V = {number(variance)} (units of g~ = g / {number(scale)}), K = {num_classes}",
+        f"  per-pair Cantelli term (1 + max(m,0)^2/V)^-1 = {number(term)}",
+        f"  bound sum_c p_c sum_(k!=c) term{' (class sums capped at 1)' if args.clipped else ''} = {number(bound)}",
     ]
     if bound >= 1.0:
         lines.append("  (the bound is >= 1: vacuous)")
-    _emit(args, report, lines, ["cantelli_term", "cantelli_bound_equal"])
-
-
-def _cantelli_stats(args: argparse.Namespace) -> None:
-    arrays = _load_npz(
-        args.stats,
-        required=[{"means": "(K, p)"}, {"W": "(K, p)"}, {"covariances": "(K, p, p)", "variances": "(K,)"}],
-        optional={"priors": "(K,)", "b": "(K,)"},
-    )
-    if "covariances" in arrays and "variances" in arrays:
-        raise ValueError(f"--stats {args.stats}: holds both covariances and variances; keep one")
-    if args.directional and "covariances" not in arrays:
-        raise ValueError(f"--directional needs covariances in {args.stats}, which holds only variances")
-    if "priors" in arrays and args.priors is not None:
-        raise ValueError(f"--stats {args.stats} already holds priors; drop --priors")
-    scale = as_scalar("--scale", args.scale, positive=True)
-    try:
-        means = as_array("means", arrays["means"], ndim=2)
-        priors = arrays["priors"] if "priors" in arrays else (
-            None if args.priors is None else as_priors(args.priors, means.shape[0], name="--priors")
-        )
-        result = generalization.cantelli_bound(
-            means,
-            arrays["W"],
-            variances=arrays.get("variances"),
-            covariances=arrays.get("covariances"),
-            priors=priors,
-            bias=arrays.get("b"),
-            scale=scale,
-            directional=args.directional,
-            clipped=args.clipped,
-            return_terms=True,
-        )
-    except ValueError as error:
-        raise ValueError(f"--stats {args.stats}: {error} (weights are the key W, bias the key b)") from None
-    num_classes = means.shape[0]
-    margins = np.array(result.margins, dtype=float)
-    np.fill_diagonal(margins, np.nan)  # not a competitor: reported as null
-    report = {
-        "command": "bound cantelli",
-        "theorem": "Thm. 3.2",
-        "status": "published",
-        "inputs": {
-            "stats": args.stats,
-            "classes": num_classes,
-            "features": means.shape[1],
-            "keys": sorted(arrays),
-            "priors": result.priors,
-            "scale": scale,
-            "clipped": bool(args.clipped),
-            "directional": bool(args.directional),
-        },
-        "results": {
-            "bound": result.bound,
-            "class_sums": result.class_sums,
-            "pair_terms": result.terms,
-            "margins": margins,
-            "pair_variances": result.pair_variances,
-            "vacuous": result.bound >= 1.0,
-        },
-        "notes": "pair_terms[c][k]: class c against competitor k (diagonal 0); margins diagonal null; "
-        "equal weight rows have margin null (-inf) and term 1",
-    }
-    lines = [
-        _header("Thm. 3.2", "published", f"error bound from class statistics in {args.stats}"),
-        f"  K = {num_classes}, p = {means.shape[1]}, scale B_g = {_number(scale)}, "
-        f"{'directional s_ck^2' if args.directional else 'plain V_c'}{', clipped' if args.clipped else ''}",
-        "  class  prior     sum_(k!=c) term",
-    ]
-    for c in range(num_classes):
-        lines.append(f"  {c:5d}  {_number(result.priors[c]):8s}  {_number(result.class_sums[c])}")
-    lines.append(f"  bound = {_number(result.bound)}" + ("  (>= 1: vacuous)" if result.bound >= 1 else ""))
-    name = "cantelli_bound_directional" if args.directional else "cantelli_bound"
-    _emit(args, report, lines, ["cantelli_term", name])
+    emit(args, report, lines, ["cantelli_term", "cantelli_bound_equal"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -249,40 +104,7 @@ def _ib(args: argparse.Namespace) -> None:
     sigma = as_scalar("--sigma", args.sigma, positive=True)
     scale = as_scalar("--scale", args.scale, positive=True)
     if args.stats is not None:
-        if args.variance is not None:
-            raise ValueError("give either --stats FILE or --variance, not both")
-        arrays = _load_npz(args.stats, required=[{"covariances": "(K, p, p)"}], optional={"priors": "(K,)"})
-        if "priors" in arrays and args.priors is not None:
-            raise ValueError(f"--stats {args.stats} already holds priors; drop --priors")
-        try:
-            covariances = as_array("covariances", arrays["covariances"], ndim=3) / scale**2
-            if "priors" in arrays:
-                priors = as_priors(arrays["priors"], covariances.shape[0])
-            else:
-                priors = as_priors(args.priors, covariances.shape[0], name="--priors")
-            trace = information.ib_bound_trace(sigma=sigma, covariances=covariances, priors=priors)
-            logdet = information.ib_bound_logdet(covariances, sigma=sigma, priors=priors)
-            exact = information.gaussian_conditional_information(covariances, sigma=sigma, priors=priors)
-        except ValueError as error:
-            raise ValueError(f"--stats {args.stats}: {error}") from None
-        report = {
-            "command": "bound ib",
-            "theorem": "Thm. 3.4",
-            "status": "published",
-            "units": "nats",
-            "inputs": {"stats": args.stats, "sigma": sigma, "scale": scale, "classes": covariances.shape[0],
-                       "features": covariances.shape[1], "priors": priors},
-            "results": {"trace_bound": trace, "logdet_bound": logdet, "gaussian_exact": exact},
-        }
-        lines = [
-            _header("Thm. 3.4", "published", "I(Z;X) - I(Z;Y) = I(Z;X|Y) for Z = g(X) + B_g N(0, sigma^2 I), in nats"),
-            f"  from {args.stats}: K = {covariances.shape[0]}, p = {covariances.shape[1]}, sigma = {_number(sigma)}",
-            f"  trace form   V / (2 sigma^2)                         = {_number(trace)} nats",
-            f"  log-det form (1/2) sum_c p_c log det(I + C_c/sigma^2) = {_number(logdet)} nats",
-            f"  exact value if every class is Gaussian               = {_number(exact)} nats",
-        ]
-        _emit(args, report, lines, ["ib_trace", "ib_logdet"])
-        return
+        return ib_from_stats(args, sigma=sigma, scale=scale)
     if args.variance is None:
         raise ValueError("ib needs --variance V (class-averaged within-class variance) or --stats FILE.npz")
     if args.priors is not None:
@@ -298,11 +120,11 @@ def _ib(args: argparse.Namespace) -> None:
         "results": {"rescaled_variance": variance, "trace_bound": trace},
     }
     lines = [
-        _header("Thm. 3.4", "published", "I(Z;X) - I(Z;Y) = I(Z;X|Y) for Z = g(X) + B_g N(0, sigma^2 I)"),
-        f"  V = {_number(variance)} (units of g~), sigma = {_number(sigma)}",
-        f"  trace form V / (2 sigma^2) = {_number(trace)} nats",
+        header("Thm. 3.4", "published", "I(Z;X) - I(Z;Y) = I(Z;X|Y) for Z = g(X) + B_g N(0, sigma^2 I)"),
+        f"  V = {number(variance)} (units of g~), sigma = {number(sigma)}",
+        f"  trace form V / (2 sigma^2) = {number(trace)} nats",
     ]
-    _emit(args, report, lines, ["ib_trace_variance"])
+    emit(args, report, lines, ["ib_trace_variance"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -317,9 +139,9 @@ def _fano(args: argparse.Namespace) -> None:
     results: dict[str, Any] = {"information_lower_bound": lower, "label_entropy": float(-np.sum(
         priors[priors > 0] * np.log(priors[priors > 0])))}
     lines = [
-        _header("Prop. 3.3", "reconstructed", "Fano lower bound H(Y) - h_b(P_e) - P_e log(K-1), in nats"),
-        f"  K = {num_classes}, P_e = {_number(error)}{', uniform priors' if args.priors is None else ''}",
-        f"  I(Z;Y) >= {_number(lower)} nats (so I(Z;X) >= this too, by data processing)",
+        header("Prop. 3.3", "reconstructed", "Fano lower bound H(Y) - h_b(P_e) - P_e log(K-1), in nats"),
+        f"  K = {num_classes}, P_e = {number(error)}{', uniform priors' if args.priors is None else ''}",
+        f"  I(Z;Y) >= {number(lower)} nats (so I(Z;X) >= this too, by data processing)",
     ]
     if args.initial_information is not None:
         initial = as_scalar("--initial-information", args.initial_information, nonnegative=True)
@@ -327,7 +149,7 @@ def _fano(args: argparse.Namespace) -> None:
             initial_information=initial, num_classes=num_classes, error=error, priors=priors
         )
         results["required_rise"] = rise
-        lines.append(f"  required rise from I_0 = {_number(initial)} nats: {_number(rise)} nats")
+        lines.append(f"  required rise from I_0 = {number(initial)} nats: {number(rise)} nats")
     report = {
         "command": "bound fano",
         "theorem": "Prop. 3.3",
@@ -337,7 +159,7 @@ def _fano(args: argparse.Namespace) -> None:
                    "initial_information": args.initial_information},
         "results": results,
     }
-    _emit(args, report, lines, ["fano_uniform" if args.priors is None else "fano"])
+    emit(args, report, lines, ["fano_uniform" if args.priors is None else "fano"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -359,14 +181,14 @@ def _concentration(args: argparse.Namespace) -> None:
         radius = concentration.heldout_variance_radius(counts, delta=delta)
     results: dict[str, Any] = {"radius": radius}
     lines = [
-        _header("Thm. 4.1", "reconstructed", "held-out radius for the within-class variance of rescaled features"),
-        f"  with probability >= 1 - {_number(delta)}, for all K = {num_classes} classes at once,",
+        header("Thm. 4.1", "reconstructed", "held-out radius for the within-class variance of rescaled features"),
+        f"  with probability >= 1 - {number(delta)}, for all K = {num_classes} classes at once,",
         "  |V^_c - V_c| <= 2 sqrt(log(2K/delta) / (2 floor(n_c/2)))  (g fixed, held-out data, ||g~|| <= 1)",
     ]
     if len(counts) == 1:
-        lines.append(f"  n_c = {counts[0]}: radius = {_number(radius)}")
+        lines.append(f"  n_c = {counts[0]}: radius = {number(radius)}")
     else:
-        lines.extend(f"  class {c}: n_c = {n}: radius = {_number(r)}" for c, (n, r) in enumerate(zip(counts, radius)))
+        lines.extend(f"  class {c}: n_c = {n}: radius = {number(r)}" for c, (n, r) in enumerate(zip(counts, radius)))
     formulas = ["heldout_variance_radius"]
     shape_options = (args.rnc1_train, args.complexity_ratio, args.constant)
     if any(option is not None for option in shape_options):
@@ -384,7 +206,7 @@ def _concentration(args: argparse.Namespace) -> None:
         lines.append(
             "  uniform (training-set) bound SHAPE, constant C explicit: "
             "RNC1_train + C ratio / sqrt(n_c) + sqrt(log(K/delta)/n_c) = "
-            + (_number(shape) if np.ndim(shape) == 0 else ", ".join(_number(v) for v in shape))
+            + (number(shape) if np.ndim(shape) == 0 else ", ".join(number(v) for v in shape))
         )
         formulas.append("uniform_variance_bound")
     report = {
@@ -396,7 +218,7 @@ def _concentration(args: argparse.Namespace) -> None:
                    "constant": args.constant},
         "results": results,
     }
-    _emit(args, report, lines, formulas)
+    emit(args, report, lines, formulas)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -423,14 +245,14 @@ def _timescales(args: argparse.Namespace) -> None:
         "C = (1/2) log(V0/eps2). " + _ADAMW_NOTE,
     }
     lines = [
-        _header("Thm. 4.3", "rates published, exact form reconstructed", "time scales of fitting and collapse (GD steps)"),
-        f"  tau1 = log(L0/eps1) / (rate eta)      = {_number(tau1)} steps (independent of weight decay)",
-        f"  tau2 = log(V0/eps2) / (2 eta lambda)  = {_number(tau2)} steps after fitting",
-        f"  tau2 / tau1 = {_number(ratio) if math.isfinite(ratio) else 'inf (already fitted)'}",
-        f"  predicted onset tau1 + tau2 = {_number(onset)} steps",
+        header("Thm. 4.3", "rates published, exact form reconstructed", "time scales of fitting and collapse (GD steps)"),
+        f"  tau1 = log(L0/eps1) / (rate eta)      = {number(tau1)} steps (independent of weight decay)",
+        f"  tau2 = log(V0/eps2) / (2 eta lambda)  = {number(tau2)} steps after fitting",
+        f"  tau2 / tau1 = {number(ratio) if math.isfinite(ratio) else 'inf (already fitted)'}",
+        f"  predicted onset tau1 + tau2 = {number(onset)} steps",
         f"  note: {_ADAMW_NOTE}",
     ]
-    _emit(args, report, lines, ["fit_time", "collapse_time", "predicted_onset"])
+    emit(args, report, lines, ["fit_time", "collapse_time", "predicted_onset"])
 
 
 # ------------------------------------------------------------------------------------------------
