@@ -1,6 +1,6 @@
 """The paper's networks: a description (`ModelSpec`), plain modules, and batched functional forms.
 
-Sakamoto & Sato (arXiv:2509.20829) train four architectures; see ``shared/spec/experiments.md``:
+Sakamoto & Sato (arXiv:2509.20829) train four architectures (Sec. 5 and the appendix):
 
 * ``mlp`` -- fully connected ReLU network. ``depth`` counts the linear layers: the paper's
   "four layers" 784-200-200-200-10 is ``depth=4`` (default); the released configuration's

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ncgrok.empirical.bands import SeedBand
-from ncgrok.files import atomic_savefig
+from ncgrok.files import agg_pyplot, atomic_savefig
 
 __all__ = [
     "FORMATS",
@@ -37,14 +37,9 @@ FORMATS = ("png", "pdf", "svg")
 PAPER = "Sakamoto & Sato, arXiv:2509.20829"
 
 
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (:func:`ncgrok.files.agg_pyplot`)."""
+    return agg_pyplot()
 
 
 def _targets(path: str | os.PathLike, formats: Sequence[str] | None) -> list[Path]:

@@ -21,6 +21,7 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
+from ncgrok.empirical.data.splits import DEFAULT_HELDOUT_SIZE, PAPER_TRAIN_SIZE
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
 from ncgrok.empirical.models import ModelSpec
@@ -63,8 +64,8 @@ class SweepConfig:
     depth: int = 4
     width: int | None = None
     init_scale: float | None = None
-    train_size: int = 1000
-    heldout_size: int | None = 5000
+    train_size: int = PAPER_TRAIN_SIZE
+    heldout_size: int | None = DEFAULT_HELDOUT_SIZE
     heldout_seed: int = 0
     optimizer: str = "adamw"
     lrs: Sequence[float] = (1e-3,)
@@ -82,7 +83,7 @@ class SweepConfig:
     checkpoint_seconds: float = 10.0
     measure_chunk_size: int = EVAL_CHUNK_SIZE
     measure_ib: bool = False
-    ib_sigma: float = 0.1
+    ib_sigma: float = InformationSettings.sigma
     ib_samples: int = 2000
     ib_every: int = 1
     group_size: int | None = None

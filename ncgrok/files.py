@@ -39,6 +39,7 @@ __all__ = [
     "DirectoryLock",
     "LockHeld",
     "append_bytes",
+    "agg_pyplot",
     "atomic_savefig",
     "atomic_write_bytes",
     "atomic_write_json",
@@ -138,6 +139,17 @@ def atomic_write_json(path: str | os.PathLike, payload: Mapping[str, Any], *, in
     newline; atomically. Returns ``path`` as a Path."""
     text = json.dumps(json_safe(dict(payload)), indent=indent, allow_nan=False)
     return atomic_write_text(path, text + "\n")
+
+
+def agg_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display), imported on first use so that importing a
+    module that draws does not import matplotlib. Every figure ncgrok writes is drawn through it."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def atomic_savefig(

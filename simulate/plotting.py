@@ -6,19 +6,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ncgrok.files import atomic_savefig
+from ncgrok.files import agg_pyplot, atomic_savefig
 
 __all__ = ["pyplot", "save_png"]
 
 
 def pyplot() -> Any:
-    """``matplotlib.pyplot`` on the Agg backend."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
+    """``matplotlib.pyplot`` on the Agg backend (:func:`ncgrok.files.agg_pyplot`)."""
+    return agg_pyplot()
 
 
 def save_png(figure: Any, path: str | os.PathLike, *, dpi: float, **savefig_options: Any) -> Path:
