@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ncgrok.machine import describe
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig  # noqa: E402
 from ncgrok.empirical.models import BatchedMLP, ModelSpec, build_module  # noqa: E402
 from ncgrok.empirical.optim import adamw_init, adamw_update  # noqa: E402
@@ -223,7 +224,7 @@ def main(argv=None) -> None:
 
     matmul = MatmulRate()
     matmul.sample(3)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float32")
+    print(describe() + "; float32")
     print(f"MLP 784-200-200-200-10, batch {batch_size}: {flops / 1e6:.1f} MFLOP per model-step")
 
     base_best, base_med = best_time(plain_loop(spec, x, y, batch_size), max(args.steps, 50), args.repeats, matmul)

@@ -36,6 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from ncgrok.machine import describe
 from ncgrok.empirical.data import paper_split  # noqa: E402
 from ncgrok.empirical.engine import BatchedTrainer, log_schedule  # noqa: E402
 from ncgrok.empirical.measure import as_measurement_data  # noqa: E402
@@ -100,6 +101,7 @@ def main() -> None:
     full_measure = full_logs * measure_per_log
     peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2
     batched_per_model_step = train_per_step / runs
+    print(describe())
     print(f"machine float32 matmul rate: {rate:.0f} GFLOP/s (2048^3, best of {len(matmul.samples)} samples in this "
           f"process); torch threads {torch.get_num_threads()}")
     print(f"slice: {runs} runs x {args.steps} steps on the real MNIST subset, {logs} logged steps")
