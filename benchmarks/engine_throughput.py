@@ -34,9 +34,9 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncgrok.machine import describe
+from ncgrok.machine import describe  # noqa: E402
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig  # noqa: E402
-from ncgrok.empirical.models import BatchedMLP, ModelSpec, build_module  # noqa: E402
+from ncgrok.empirical.models import ModelSpec, build_module  # noqa: E402
 from ncgrok.empirical.optim import adamw_init, adamw_update  # noqa: E402
 
 WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)

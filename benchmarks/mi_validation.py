@@ -22,7 +22,7 @@ def main() -> None:
     print(describe())
     print(f"{n} samples per family, seed {seed}, k = 5; values in nats")
     rows = evaluate(n, seed)
-    print(f"| family | true | kl (paper's route) | ksg (default) |\n|---|---|---|---|")
+    print("| family | true | kl (paper's route) | ksg (default) |\n|---|---|---|---|")
     for row in rows:
         cells = " | ".join(f"{row[e]:.3f} ({row[e] - row['truth']:+.3f})" for e in ESTIMATORS[::-1])
         print(f"| {row['family']} | {row['truth']:.3f} | {cells} |")

@@ -36,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ncgrok.machine import describe
+from ncgrok.machine import describe  # noqa: E402
 from ncgrok.empirical.data import paper_split  # noqa: E402
 from ncgrok.empirical.engine import BatchedTrainer, log_schedule  # noqa: E402
 from ncgrok.empirical.measure import as_measurement_data  # noqa: E402
