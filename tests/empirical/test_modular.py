@@ -183,6 +183,7 @@ def test_population_variance_refuses_other_models():
 # ----------------------------------------------------------------------------- a tiny grokking run
 
 
+@pytest.mark.slow
 def test_tiny_modular_run_generalises_beyond_commuted_pairs():
     """p = 11, 80 % of the pairs, width 32 (a reduced Nanda model), full-batch AdamW lr 1e-2, betas
     (0.9, 0.98), weight decay 3, summed squared error, 1500 steps, seed 1 (~15 s on the shared 2-core machine).
