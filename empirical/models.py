@@ -18,6 +18,17 @@ Sakamoto & Sato (arXiv:2509.20829) train four architectures (Sec. 5 and the appe
   widths w, 2w, 4w, 8w (w = 64), BatchNorm, global average pool, linear 8w -> K. Standard init
   (Kaiming-normal fan-out convolutions, BatchNorm weight 1 / bias 0, default linear); ``init_scale``
   defaults to 1 and, if set, scales the classifier only.
+* ``modtransformer`` -- the 1-layer transformer of Nanda et al. (2023) for modular arithmetic, on
+  one-hot token sequences of shape ``(T, V)`` (``input_shape``; ``a, b, "="`` over ``p + 1`` tokens
+  is ``(3, p + 1)``): token embedding = linear map without bias on the one-hot rows, learned
+  positional embedding (N(0, 0.02^2)), one attention block (``heads`` heads, residual) and one ReLU
+  MLP block (``ff_width``; Nanda's setting is 512, pass it: the spec default 256 is the MNIST
+  transformer's), no LayerNorm, a linear unembedding of the residual stream at the last position.
+  Without a causal mask: with a single layer the last position's output is the same with or without
+  one (it attends to every position either way, and the keys and values of the other positions do
+  not depend on the mask). Deviation from Nanda et al.: the unembedding has a bias (the engine
+  reads the head as a weight and a bias). Default init is PyTorch's; ``init_scale`` (default 1)
+  multiplies every parameter.
 
 Every module's ``forward(x, with_representation=False)`` returns the logits, or ``(logits, g(x))``
 where the representation ``g(x)`` is the input of the last linear layer (``module.head``). For the
@@ -45,10 +56,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18")
+ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18", "modtransformer")
 
-_DEFAULT_WIDTH = {"mlp": 200, "cnn": 16, "transformer": 128, "resnet18": 64}
-_DEFAULT_INIT_SCALE = {"mlp": 8.0, "cnn": 8.0, "transformer": 8.0, "resnet18": 1.0}
+_DEFAULT_WIDTH = {"mlp": 200, "cnn": 16, "transformer": 128, "resnet18": 64, "modtransformer": 128}
+_DEFAULT_INIT_SCALE = {"mlp": 8.0, "cnn": 8.0, "transformer": 8.0, "resnet18": 1.0, "modtransformer": 1.0}
 
 
 @dataclass(frozen=True)
@@ -86,7 +97,10 @@ class ModelSpec:
         if len(shape) == 0 or any(s <= 0 for s in shape):
             raise ValueError(f"input_shape must be a non-empty tuple of positive ints, got {self.input_shape!r}")
         object.__setattr__(self, "input_shape", shape)
-        if self.arch != "mlp" and len(shape) != 3:
+        if self.arch == "modtransformer":
+            if len(shape) != 2 or shape[0] < 1 or shape[1] < 2:
+                raise ValueError(f"input_shape for arch='modtransformer' must be (sequence length, vocabulary size), got {shape}")
+        elif self.arch != "mlp" and len(shape) != 3:
             raise ValueError(f"input_shape for arch={self.arch!r} must be (channels, height, width), got {shape}")
         if int(self.num_classes) < 2:
             raise ValueError(f"num_classes must be >= 2, got {self.num_classes}")
@@ -103,11 +117,11 @@ class ModelSpec:
             reduced = 4 * (1 - self.padding)
             if h - reduced < 2 or w - reduced < 2:
                 raise ValueError(f"input_shape {shape} is too small for the CNN with padding={self.padding}")
-        if self.arch == "transformer":
+        if self.arch in ("transformer", "modtransformer"):
             width = self.resolved_width
             if width % self.heads != 0:
                 raise ValueError(f"transformer width ({width}) must be divisible by heads ({self.heads})")
-            if shape[1] % self.patch_size or shape[2] % self.patch_size:
+            if self.arch == "transformer" and (shape[1] % self.patch_size or shape[2] % self.patch_size):
                 raise ValueError(
                     f"input height/width {shape[1:]} must be divisible by patch_size={self.patch_size}"
                 )
@@ -137,6 +151,10 @@ class ModelSpec:
         if self.arch == "transformer":
             return PatchTransformer(
                 self.input_shape, self.num_classes, self.resolved_width, self.heads, self.ff_width, self.patch_size
+            )
+        if self.arch == "modtransformer":
+            return SequenceTransformer(
+                self.input_shape, self.num_classes, self.resolved_width, self.heads, self.ff_width
             )
         return ResNet18(self.input_shape[0], self.num_classes, self.resolved_width)
 
@@ -258,6 +276,37 @@ class PatchTransformer(nn.Module):
         z = self.norm2(z + self.linear2(torch.relu(self.linear1(z))))
         rep = z[:, 0]
         out = self.fc(rep)
+        return (out, rep) if with_representation else out
+
+
+class SequenceTransformer(nn.Module):
+    """Nanda et al.'s 1-layer transformer: embed + position, attention and ReLU-MLP residual blocks
+    without LayerNorm, unembedding of the residual stream at the last position (g(x))."""
+
+    def __init__(self, input_shape, num_classes: int, width: int, heads: int, ff_width: int):
+        super().__init__()
+        length, vocabulary = input_shape
+        self.embed = nn.Linear(vocabulary, width, bias=False)
+        self.pos_embedding = nn.Parameter(torch.empty(1, length, width))
+        nn.init.normal_(self.pos_embedding, std=0.02)
+        self.attn = _SelfAttention(width, heads)
+        self.linear1 = nn.Linear(width, ff_width)
+        self.linear2 = nn.Linear(ff_width, width)
+        self.unembed = nn.Linear(width, num_classes)
+
+    @property
+    def head(self) -> nn.Linear:
+        return self.unembed
+
+    def large_init_modules(self) -> list[nn.Module]:
+        return [self]
+
+    def forward(self, x: Tensor, with_representation: bool = False):
+        z = self.embed(x) + self.pos_embedding
+        z = z + self.attn(z)
+        z = z + self.linear2(torch.relu(self.linear1(z)))
+        rep = z[:, -1]
+        out = self.unembed(rep)
         return (out, rep) if with_representation else out
 
 

