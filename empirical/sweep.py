@@ -164,10 +164,14 @@ def _check_run_configs(config: SweepConfig, runs: list[RunConfig], directories: 
                                     f"({'; '.join(differences)}) {fix}")
 
 
-def _check_logged_steps(config: SweepConfig, directories: list[RunDirectory], step: int) -> None:
-    """Every ``metrics.csv`` holds exactly the logged steps up to ``step`` (more may follow)."""
-    expected = [s for s in config.schedule() if s <= step]
+def _check_logged_steps(config: SweepConfig, directories: list[RunDirectory], step: int,
+                        diverged_at: dict[str, int] | None = None) -> None:
+    """Every ``metrics.csv`` holds exactly the logged steps up to ``step`` (more may follow), those
+    of a run in ``diverged_at`` (name: divergence step) only up to its divergence step."""
+    diverged_at = diverged_at or {}
     for directory in directories:
+        last = min(step, diverged_at.get(directory.name, step))
+        expected = [s for s in config.schedule() if s <= last]
         table = directory.metrics(config.columns())
         kept = table.steps_through(step)
         if kept != expected:
@@ -281,8 +285,18 @@ def _resume_position(config: SweepConfig, directory: SweepDirectory, mine: list[
         directories = [directory.run(run_name(run)) for run in groups[index]]
         _check_run_configs(config, groups[index], directories)
         if index != group:
-            _check_logged_steps(config, directories, config.steps)
+            _check_logged_steps(config, directories, config.steps, _divergence_steps(directories))
     return position
+
+
+def _divergence_steps(directories: list[RunDirectory]) -> dict[str, int]:
+    """The divergence step of each run of a completed group whose ``summary.json`` says it diverged."""
+    steps = {}
+    for directory in directories:
+        summary = directory.read_summary()
+        if summary is not None and summary.get("status") == "diverged":
+            steps[directory.name] = int(summary["divergence"]["step"])
+    return steps
 
 
 def _without_empty_heldout(split: Any) -> Any:
@@ -302,7 +316,8 @@ def _restore(config: SweepConfig, directories: list[RunDirectory], trainer: Batc
     except (KeyError, TypeError, ValueError) as error:
         raise RunDirectoryError(f"{state.checkpoint_path} does not fit the settings in the sweep's sweep.json "
                                 f"({error}); {RETRAIN}") from None
-    _check_logged_steps(config, directories, trainer.step)  # every file before changing any
+    diverged_at = {directories[index].name: divergence.step for index, divergence in trainer.diverged.items()}
+    _check_logged_steps(config, directories, trainer.step, diverged_at)  # every file before changing any
     for directory in directories:
         directory.metrics(config.columns()).truncate_after(trainer.step)
 
