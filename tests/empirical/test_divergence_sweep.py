@@ -6,9 +6,10 @@ with mean loss, 20 steps on 60 synthetic examples. lr 0.1 diverges for both seed
 (checked below through the recorded divergence); lr 1e-4 is stable (the stable range measured for
 the paper's MLP, ``empirical.divergence``).
 """
+import importlib.util
 import json
 import math
-from types import SimpleNamespace
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -28,18 +29,11 @@ from ncgrok.empirical.sweep import SweepConfig, run_sweep
 STABLE, DIVERGING = 1e-4, 0.1
 
 
-def synthetic_split(seed=0, num_classes=3):
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(size=(num_classes, 1, 6, 6)).astype(np.float32)
-
-    def draw(n):
-        y = np.arange(n) % num_classes
-        x = centres[y] + 0.8 * rng.normal(size=(n, 1, 6, 6)).astype(np.float32)
-        return x.astype(np.float32), y.astype(np.int64)
-
-    (train_x, train_y), (test_x, test_y), (heldout_x, heldout_y) = draw(60), draw(90), draw(45)
-    return SimpleNamespace(train_x=train_x, train_y=train_y, test_x=test_x, test_y=test_y,
-                           heldout_x=heldout_x, heldout_y=heldout_y, num_classes=num_classes)
+# the tiny synthetic data of test_sweep.py (3 Gaussian classes of 6x6 images)
+_spec = importlib.util.spec_from_file_location("sweep_test_data", Path(__file__).with_name("test_sweep.py"))
+_sweep_tests = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_sweep_tests)
+synthetic_split = _sweep_tests.synthetic_split
 
 
 def config(lrs, **changes):
