@@ -11,7 +11,6 @@ import json
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
@@ -150,7 +149,7 @@ def _sweep_cli(tmp_path, monkeypatch, lrs, *extra):
 
 
 def test_train_cli_reports_diverged_runs_and_finishes(tmp_path, monkeypatch, capsys):
-    status, out = _sweep_cli(tmp_path, monkeypatch, (STABLE, DIVERGING), "--json")
+    status, _ = _sweep_cli(tmp_path, monkeypatch, (STABLE, DIVERGING), "--json")
     captured = capsys.readouterr()
     assert status == 0
     payload = json.loads(captured.out)
