@@ -28,7 +28,8 @@ Statuses: ``forecast``; ``insufficient_data`` (not fitted yet, fewer than ``min_
 rows, or no completed run to calibrate on); ``no_onset_expected`` (the variance is not contracting,
 or the crossing lies beyond the run's horizon: "no onset expected before step N");
 ``already_grokked`` (the forecaster's own criterion was met at or before the forecast step: the
-variance has already contracted by ``delta``; judged without test accuracy).
+variance has already contracted by ``delta``; judged without test accuracy); ``diverged`` (training
+diverged, per the run's ``summary.json``: no onset to forecast; never calibrated or backtested on).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ __all__ = [
 ]
 
 FORECASTERS = ("variance-crossing", "r6-law")
-FORECAST_STATUSES = ("forecast", "no_onset_expected", "insufficient_data", "already_grokked")
+FORECAST_STATUSES = ("forecast", "no_onset_expected", "insufficient_data", "already_grokked", "diverged")
 # what a forecast may read: training-set measures and the held-out (not test) variance
 ALLOWED_COLUMNS = ("step", "train_acc", "train_loss", "rnc1", "within_var", "nc1", "nc2", "heldout_within_var")
 # the contracting quantity the variance-crossing forecaster extrapolates (ForecastSettings.signal)
@@ -150,9 +151,10 @@ def _log_value_at(steps: np.ndarray, values: np.ndarray, step: float) -> float:
 
 
 def observed_onset(run: RunCurves) -> tuple[float, float] | None:
-    """(fit step, onset step) of a completed run that grokked, by :func:`grokking_onset`; else None."""
+    """(fit step, onset step) of a completed run that grokked, by :func:`grokking_onset`; else None
+    (also for a run that diverged)."""
     cols = run.columns
-    if not all(c in cols for c in ("step", "train_acc", "test_acc")):
+    if run.diverged or not all(c in cols for c in ("step", "train_acc", "test_acc")):
         return None
     result = grokking_onset(cols["step"], cols["train_acc"], cols["test_acc"])
     if result.status != "grokked" or result.onset_step is None or result.fit_step is None:
@@ -255,6 +257,10 @@ def forecast_run(run: RunCurves, calibration: Calibration, *, at: float | None =
     if forecaster not in _FORECASTERS:
         raise ValueError(f"forecaster must be one of {FORECASTERS}, got {forecaster!r}")
     columns = _allowed(run, at)
+    if run.diverged:
+        last = float(columns["step"][-1]) if columns.get("step") is not None and columns["step"].size else math.nan
+        return Forecast(run.name, forecaster, "diverged", last, detail="training diverged (summary.json): its curves "
+                        "stop there, no onset to forecast; lower --lr and train it again")
     if "step" not in columns or columns["step"].size == 0:
         return Forecast(run.name, forecaster, "insufficient_data", float("nan"), detail="no logged rows up to that step")
     at_step = float(columns["step"][-1])

@@ -64,6 +64,7 @@ Columns produced for each run (see ``METRIC_COLUMNS``):
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, Protocol, Sequence
 
@@ -332,14 +333,29 @@ def measure_runs(
             "test_acc": float(test.accuracy[r]),
             "test_size": float(data.test_x.shape[0]),
         }
-        row.update(collapse_measures(stats))
-        row.update(_heldout_columns(stats, heldout, r, delta=delta))
-        row.update(_cantelli_columns(heldout, test, r, last_weight[r], last_bias[r]))
+        if _finite_run(stats, heldout, r, last_weight[r], last_bias[r]):
+            row.update(collapse_measures(stats))
+            row.update(_heldout_columns(stats, heldout, r, delta=delta))
+            row.update(_cantelli_columns(heldout, test, r, last_weight[r], last_bias[r]))
+        else:  # a diverged run: its statistics are inf/NaN, and an SVD of them would raise
+            row.update(dict.fromkeys((*COLLAPSE_MEASURES, *HELDOUT_COLUMNS, *CANTELLI_COLUMNS), float("nan")))
         row["weight_norm"] = float(weight_norm[r])
         row["last_layer_norm"] = float(last_layer_norm[r])
         row["imbalance_norm"] = float(np.linalg.norm(imbalance(pair[0][r], pair[1][r]))) if pair else float("nan")
         rows.append(row)
     return rows
+
+
+def _finite_run(train: ClassStatistics, heldout: _Pass | None, run: int, weight: np.ndarray, bias: np.ndarray) -> bool:
+    """Whether run ``run``'s feature and logit statistics and last layer are all finite (a run whose
+    training diverged is not: its collapse and bound columns are then NaN, never an exception)."""
+    parts = [train, *(() if heldout is None else (heldout.stats[run], heldout.clipped[run], heldout.logits[run]))]
+    arrays = [weight, bias]
+    for stats in parts:
+        arrays += [stats.sums, stats.scatter, stats.norm_sums, stats.norm_max]
+        if stats.scatter_matrix is not None:
+            arrays.append(stats.scatter_matrix)
+    return all(np.isfinite(array).all() for array in arrays)
 
 
 def _heldout_columns(train: ClassStatistics, heldout: _Pass | None, run: int, *, delta: float) -> dict[str, float]:
@@ -480,6 +496,9 @@ class InformationMeasurement:
         rows = []
         for r in range(features.shape[0]):
             z = features[r].to(torch.float64)
+            if not (bool(torch.isfinite(z).all()) and math.isfinite(float(feature_scales[r]))):  # a diverged run
+                rows.append(dict.fromkeys(INFORMATION_COLUMNS, float("nan")))
+                continue
             hsic = dict(batch_size=settings.nhsic_batch, passes=settings.nhsic_passes, seed=settings.seed)
             row = {
                 "nhsic_zx": self.hsic_inputs.estimate(z, self.flat_x, **hsic),

@@ -45,6 +45,8 @@ increasing) and of train accuracy, test accuracy (fractions in ``[0, 1]``) and R
   ``generalized_accuracy`` is data-set dependent; 0.8 suits MNIST/Fashion-MNIST with 1000 training
   examples. Both ``censored`` and ``never_grokked`` runs have an onset later than their last logged
   step (``GrokkingOnset.last_step``); the claims ledger treats them as right-censored.
+  ``"diverged"`` (:func:`diverged_onset`): training diverged (the run's ``summary.json`` says so), so
+  its curves stop at the divergence and it has no onset; counted, never used as an onset.
 
 What the paper claims about onsets (Sec. 5.1, Fig. 3) is qualitative: stronger weight decay makes
 grokking earlier and the gap shorter, and RNC1 falls with the rise of test accuracy rather than with
@@ -60,6 +62,7 @@ by ``ncgrok onset`` and stored in its JSON).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -71,6 +74,7 @@ from ncgrok.theory._validation import as_array, as_count, as_scalar
 __all__ = [
     "STATUSES",
     "GrokkingOnset",
+    "diverged_onset",
     "FitEvents",
     "fit_events",
     "FIT_THRESHOLD",
@@ -84,7 +88,7 @@ __all__ = [
     "summarize_onsets",
 ]
 
-STATUSES = ("grokked", "censored", "never_fit", "never_grokked", "no_gap")
+STATUSES = ("grokked", "censored", "never_fit", "never_grokked", "no_gap", "diverged")
 
 # Defaults of the definitions (module docstring); the functions below and onset_definitions use them.
 FIT_THRESHOLD = 0.99
@@ -122,7 +126,8 @@ def onset_definitions(*, fit_threshold: float = FIT_THRESHOLD, rnc1_fraction: fl
         "status": f"grokked if final - plateau >= {MIN_GAIN:g} and the rise has finished; censored if test accuracy "
                   f"still climbs at the last log at >= {CENSOR_FRACTION:g} x the rise's central rate; else no_gap "
                   f"(plateau >= {GENERALIZED_ACCURACY:g}) or never_grokked; never_fit if train accuracy never "
-                  "reached the fit threshold",
+                  "reached the fit threshold; diverged if training diverged (the run's summary.json; its curves "
+                  "stop there, so it has no onset)",
         "first_fit": f"first fit, or the start of a fit attempt (train accuracy >= {NEAR_FIT_THRESHOLD:g}) that "
                      f"collapsed below {COLLAPSE_THRESHOLD:g} before reaching the fit threshold",
         "last_refit": "fit step of the episode after the last collapse (None if the run never fits again)",
@@ -391,6 +396,12 @@ def grokking_onset(
     if onset_index is None:  # only possible when sustain < final_points
         return GrokkingOnset("never_grokked", fit_step, plateau, final, None, None, **events)
     return GrokkingOnset("grokked", fit_step, plateau, final, level, _step_value(steps, onset_index), **events)
+
+
+def diverged_onset(result: GrokkingOnset) -> GrokkingOnset:
+    """``result`` of a run whose training diverged: status ``"diverged"``, no level or onset (its
+    curves stop at the divergence, so a rise there is no grokking); the fit events are kept."""
+    return dataclasses.replace(result, status="diverged", level=None, onset_step=None)
 
 
 def rnc1_drop_time(

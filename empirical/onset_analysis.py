@@ -25,6 +25,7 @@ from ncgrok.empirical.onset import (
     RNC1_FRACTION,
     STATUSES,
     GrokkingOnset,
+    diverged_onset,
     grokking_onset,
     onset_definitions,
     rnc1_drop_time,
@@ -89,6 +90,7 @@ class WeightDecaySummary:
     delay_relative_error: float
     seeds: tuple[int, ...] = field(default=())
     num_censored: int = 0
+    num_diverged: int = 0
 
 
 @dataclass(frozen=True)
@@ -215,6 +217,7 @@ def summarize_onsets(
                 num_never_grokked=counts["never_grokked"],
                 num_no_gap=counts["no_gap"],
                 num_censored=counts["censored"],
+                num_diverged=counts["diverged"],
                 delay_mean=delay_mean,
                 delay_std=delay_std,
                 delay_min=delay_min,
@@ -292,6 +295,8 @@ class OnsetAnalysis:
 def _run_onset(run: Run, *, fit_threshold: float, rnc1_fraction: float) -> RunOnset:
     steps = run.steps
     result = grokking_onset(steps, run.column("train_acc"), run.column("test_acc"), fit_threshold=fit_threshold)
+    if run.diverged:
+        result = diverged_onset(result)
     rnc1 = run.column("rnc1")
     finite = np.isfinite(rnc1)
     drop = None
@@ -352,6 +357,10 @@ def analyze_onsets(
     if zero:
         notes.append(f"{len(zero)} run(s) with weight decay 0 have no R6 prediction and are left out of the "
                      f"per-weight-decay summary: {', '.join(zero)}")
+    diverged = [item.name for item in onsets if item.result.status == "diverged"]
+    if diverged:
+        notes.append(f"{len(diverged)} of {len(onsets)} run(s) diverged in training (their summary.json): counted as "
+                     f"'diverged', with no onset: {', '.join(diverged)}")
     for lr, summary in summaries:
         if summary.slope_excluded:
             notes.append(f"lr {lr:g}: {summary.slope_excluded} grokked run(s) with onset at the fit log (delay 0) "

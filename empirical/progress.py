@@ -66,6 +66,7 @@ class SweepProgress:
     path: str
     runs: int
     runs_done: int
+    runs_diverged: int = 0  # of runs_done: diverged in training (frozen; status "diverged")
     shards: list[ShardProgress] = field(default_factory=list)
     run_progress: list[RunProgress] = field(default_factory=list)
 
@@ -73,7 +74,7 @@ class SweepProgress:
 def _run_progress(directory: RunDirectory, shard: str, group: int, steps: int, writing: bool,
                   ) -> tuple[RunProgress, dict[str, Any] | None, float | None]:
     """A run's progress, its summary (or ``None``) and when its metrics were last written."""
-    from ncgrok.empirical.onset import grokking_onset
+    from ncgrok.empirical.onset import diverged_onset, grokking_onset
 
     if not directory.path.is_dir():
         return RunProgress(directory.name, shard, group, "pending", None, steps), None, None
@@ -90,6 +91,8 @@ def _run_progress(directory: RunDirectory, shard: str, group: int, steps: int, w
     if rows:
         onset = grokking_onset([row["step"] for row in rows], [row["train_acc"] for row in rows],
                                [row["test_acc"] for row in rows])
+        if status == "diverged":
+            onset = diverged_onset(onset)
         progress.fit_step, progress.onset_step, progress.onset = onset.fit_step, onset.onset_step, onset.status
     return progress, summary, written
 
@@ -129,7 +132,10 @@ def sweep_progress(path: Path | str, *, now: float | None = None) -> SweepProgre
                 runs.append(run)
                 summaries[group] = summaries.get(group) or run_summary
                 written += [last_write] if last_write is not None else []
-                done[group] = min(done.get(group, steps), run.step or 0)
+                if run.status == "diverged":  # its rows stop at the divergence; the group trains on
+                    done.setdefault(group, steps)
+                else:
+                    done[group] = min(done.get(group, steps), run.step or 0)
         rate_group = next((group for group in reversed(groups) if _rate(summaries.get(group))), None)
         rate = _rate(summaries.get(rate_group)) if rate_group is not None else None
         remaining = sum((steps - done[group]) * group_cost(len(slices[group])) for group in groups)
@@ -146,4 +152,5 @@ def sweep_progress(path: Path | str, *, now: float | None = None) -> SweepProgre
             rate, 0.0 if status == "completed" else eta, now - max(written) if written else None))
         report.run_progress += runs
         report.runs_done += runs_done
+        report.runs_diverged += sum(run.status == "diverged" for run in runs)
     return report

@@ -11,7 +11,9 @@ Layout (``ncgrok sweep --out DIR``; ``ncgrok train`` writes the same with one ru
     DIR/<run>/config.json       the sweep's settings plus ``run`` {seed, lr, weight_decay} and ``name``
     DIR/<run>/metrics.csv       one row per logged step (:data:`METRICS_SCHEMA`)
     DIR/<run>/summary.json      training facts only: ``status`` (:data:`RUN_STATUSES`), ``final`` (last
-                                metrics row), ``logged_steps``, ``session`` (timings, resumed_from)
+                                metrics row), ``logged_steps``, ``session`` (timings, resumed_from);
+                                a ``diverged`` run also ``divergence`` {step, loss, last_finite_loss,
+                                reason}: it was frozen there and its metrics.csv has no later rows
     DIR/<run>/snapshots/step_<N>.pt   optional model snapshots (state dicts, CPU tensors)
 
 A sweep split into N shards (``--shard K/N``) keeps ``checkpoint.pt``, ``summary.json`` and ``lock``
@@ -66,6 +68,7 @@ SHARDS_DIR = "shards"
 SNAPSHOT_DIR = "snapshots"
 SCHEMA_VERSION = 1
 RUN_STATUSES = ("running", "completed", "diverged")
+DIVERGENCE_KEY = "divergence"  # summary.json's entry of a diverged run: step, loss, last_finite_loss, reason
 SESSION_KEY = "session"  # summary.json's entry for the writing process (timings, resumed_from), not results
 _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
 
@@ -311,14 +314,20 @@ class RunDirectory:
     def write_config(self, payload: Mapping[str, Any]) -> None:
         _write_json(self.config_path, payload)
 
-    def write_summary(self, run: Mapping[str, Any], *, status: str, session: Mapping[str, Any]) -> dict[str, Any]:
+    def write_summary(self, run: Mapping[str, Any], *, status: str, session: Mapping[str, Any],
+                      divergence: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Write and return ``summary.json``: the ``run`` entry, ``status``, the last row of
-        ``metrics.csv`` and the number of rows, and the ``session``; training facts only."""
+        ``metrics.csv`` and the number of rows, and the ``session``; training facts only. A
+        ``diverged`` run also gets its ``divergence`` entry (step, loss, last_finite_loss, reason)."""
         if status not in RUN_STATUSES:
             raise ValueError(f"status must be one of {RUN_STATUSES}, got {status!r}")
+        if (status == "diverged") != (divergence is not None):
+            raise ValueError("a divergence entry goes with status 'diverged', and only with it")
         rows = read_metrics_rows(self.metrics_path)
         summary = json_safe({"name": self.name, **run, "status": status, "final": rows[-1] if rows else None,
                              "logged_steps": len(rows), SESSION_KEY: dict(session)})
+        if divergence is not None:
+            summary[DIVERGENCE_KEY] = json_safe(dict(divergence))
         _write_json(self.summary_path, summary)
         return summary
 
@@ -501,7 +510,9 @@ class Run:
     """One run directory: its identity (from ``config.json``'s ``run`` entry), settings and metrics.
 
     ``config`` is the parsed ``config.json``; ``metrics`` maps each ``metrics.csv`` column to a
-    numpy array (``step`` included, as logged).
+    numpy array (``step`` included, as logged). ``status`` is ``summary.json``'s (one of
+    :data:`RUN_STATUSES`), ``None`` without one (a run written by other code: unknown, taken as
+    completed); ``divergence`` is its ``divergence`` entry when the run diverged.
     """
 
     name: str
@@ -512,6 +523,12 @@ class Run:
     optimizer: str
     config: dict[str, Any]
     metrics: dict[str, np.ndarray]
+    status: str | None = None
+    divergence: dict[str, Any] | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
 
     @property
     def steps(self) -> np.ndarray:
@@ -536,7 +553,7 @@ class Run:
 
 def load_run(path: Path | str) -> Run:
     """Read one run directory: ``config.json`` (which must hold ``name``, ``optimizer`` and the
-    ``run`` entry {seed, lr, weight_decay}) and ``metrics.csv``."""
+    ``run`` entry {seed, lr, weight_decay}), ``metrics.csv`` and, if present, ``summary.json``'s status."""
     directory = RunDirectory(Path(path))
     config = directory.read_config()
     entry = config.get("run")
@@ -546,6 +563,7 @@ def load_run(path: Path | str) -> Run:
             f"{directory.config_path} needs 'name', 'optimizer' and the 'run' entry {{seed, lr, weight_decay}}; "
             "was it written by ncgrok train/sweep?"
         )
+    summary = directory.read_summary()
     return Run(
         name=str(config["name"]),
         path=directory.path,
@@ -555,6 +573,8 @@ def load_run(path: Path | str) -> Run:
         optimizer=str(config["optimizer"]),
         config=dict(config),
         metrics=read_metrics(directory.metrics_path),
+        status=None if summary is None else summary.get("status"),
+        divergence=None if summary is None else summary.get(DIVERGENCE_KEY),
     )
 
 

@@ -19,6 +19,12 @@ directory's ``sweep.json`` against them, the lock, the data, the network), then 
 and ``metrics.csv`` header, appends rows and checkpoints (the checkpoint names its group). A resume
 deletes partial writes, restores the checkpoint's group, cuts its ``metrics.csv`` back to the
 checkpoint and replays from there; the groups before it are complete and those after it start anew.
+
+Divergence: the trainer freezes a run whose loss explodes or stops being finite
+(``empirical.divergence``; the others continue bit for bit). After each training interval the newly
+diverged runs get ``summary.json`` status ``diverged`` with their ``divergence`` entry, their
+``metrics.csv`` gets no row logged after the divergence step, and ``on_divergence`` receives one
+line naming the run, the step, the losses and the fix (:func:`divergence_message`).
 """
 from __future__ import annotations
 
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ncgrok.empirical.divergence import Divergence
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
 from ncgrok.empirical.runs import (
@@ -41,7 +48,25 @@ from ncgrok.empirical.runs import (
 from ncgrok.empirical.shards import Shard, shard_groups
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
-__all__ = ["DTYPES", "Shard", "SweepConfig", "SweepResult", "prepare_shards", "run_name", "run_sweep"]
+__all__ = ["DTYPES", "STABLE_SGD_LR", "Shard", "SweepConfig", "SweepResult", "divergence_message", "prepare_shards",
+           "run_name", "run_sweep"]
+
+STABLE_SGD_LR = {"mean": 1e-4, "sum": 1e-7}
+"""Largest plain-SGD learning rate measured stable for the paper's x8 initialisation, by loss
+reduction (the scan described at ``empirical.divergence.DIVERGENCE_FACTOR``; ours, not the paper's)."""
+
+
+def divergence_message(name: str, divergence: Divergence, config: SweepConfig) -> str:
+    """One line naming the diverged run, where and how, and what to change."""
+    fix = f"lower --lr for --optimizer {config.optimizer}"
+    if config.optimizer == "sgd":
+        other = "sum" if config.loss_reduction == "mean" else "mean"
+        stable = {reduction: f"{lr:.0e}".replace("e-0", "e-") for reduction, lr in STABLE_SGD_LR.items()}
+        fix += (f"; with the paper's x8 initialisation plain SGD is stable for --lr <= "
+                f"{stable[config.loss_reduction]} with --loss-reduction {config.loss_reduction} "
+                f"(<= {stable[other]} with {other})")
+    return (f"{name} diverged at step {divergence.step} (loss {divergence.loss:.2g}, last finite "
+            f"{divergence.last_finite_loss:.2g}; {divergence.reason}): {fix}")
 
 
 @dataclass
@@ -58,6 +83,7 @@ class SweepResult:
 
 
 ProgressCallback = Callable[[int, int, list[dict[str, float]]], None]
+MessageCallback = Callable[[str], None]
 
 
 
@@ -138,10 +164,14 @@ def _check_run_configs(config: SweepConfig, runs: list[RunConfig], directories: 
                                     f"({'; '.join(differences)}) {fix}")
 
 
-def _check_logged_steps(config: SweepConfig, directories: list[RunDirectory], step: int) -> None:
-    """Every ``metrics.csv`` holds exactly the logged steps up to ``step`` (more may follow)."""
-    expected = [s for s in config.schedule() if s <= step]
+def _check_logged_steps(config: SweepConfig, directories: list[RunDirectory], step: int,
+                        diverged_at: dict[str, int] | None = None) -> None:
+    """Every ``metrics.csv`` holds exactly the logged steps up to ``step`` (more may follow), those
+    of a run in ``diverged_at`` (name: divergence step) only up to its divergence step."""
+    diverged_at = diverged_at or {}
     for directory in directories:
+        last = min(step, diverged_at.get(directory.name, step))
+        expected = [s for s in config.schedule() if s <= last]
         table = directory.metrics(config.columns())
         kept = table.steps_through(step)
         if kept != expected:
@@ -186,6 +216,7 @@ def run_sweep(
     split: Any | None = None,
     stop_after_step: int | None = None,
     shard: Shard | None = None,
+    on_divergence: MessageCallback | None = None,
 ) -> SweepResult:
     """Train and measure every run of ``config`` (of shard ``shard`` only, if given); write results
     under ``out_dir``.
@@ -195,7 +226,8 @@ def run_sweep(
     ``stop_after_step`` stops (after checkpointing) once that logged step of the group being trained
     is done; it simulates an interruption in tests and lets a user split a long sweep into sessions.
     ``progress(done, total, rows)`` is called after each logged step with the steps done and to do
-    over the shard's groups and the group's new rows. A directory problem (existing sweep without
+    over the shard's groups and the group's new rows (of the runs that have not diverged);
+    ``on_divergence(line)`` once per run that diverges (:func:`divergence_message`). A directory problem (existing sweep without
     ``resume``, different settings or shard count, another process writing the shard, a corrupt or
     unwritable file) raises :class:`empirical.runs.RunDirectoryError`; too many shards for the
     groups a ``ValueError``.
@@ -222,7 +254,7 @@ def run_sweep(
                 directory.run(run_name(run)).remove_partial_writes()
         checkpoint = state.read_checkpoint(map_location=device) if state.checkpoint_path.is_file() else None
         first = _resume_position(config, directory, mine, checkpoint)
-        loop = _GroupLoop(config, directory, shard, mine, data, information, progress)
+        loop = _GroupLoop(config, directory, shard, mine, data, information, progress, on_divergence)
         for position in range(first, len(mine)):
             runs = groups[mine[position]]
             directories = [directory.run(run_name(run)) for run in runs]
@@ -253,8 +285,18 @@ def _resume_position(config: SweepConfig, directory: SweepDirectory, mine: list[
         directories = [directory.run(run_name(run)) for run in groups[index]]
         _check_run_configs(config, groups[index], directories)
         if index != group:
-            _check_logged_steps(config, directories, config.steps)
+            _check_logged_steps(config, directories, config.steps, _divergence_steps(directories))
     return position
+
+
+def _divergence_steps(directories: list[RunDirectory]) -> dict[str, int]:
+    """The divergence step of each run of a completed group whose ``summary.json`` says it diverged."""
+    steps = {}
+    for directory in directories:
+        summary = directory.read_summary()
+        if summary is not None and summary.get("status") == "diverged":
+            steps[directory.name] = int(summary["divergence"]["step"])
+    return steps
 
 
 def _without_empty_heldout(split: Any) -> Any:
@@ -274,7 +316,8 @@ def _restore(config: SweepConfig, directories: list[RunDirectory], trainer: Batc
     except (KeyError, TypeError, ValueError) as error:
         raise RunDirectoryError(f"{state.checkpoint_path} does not fit the settings in the sweep's sweep.json "
                                 f"({error}); {RETRAIN}") from None
-    _check_logged_steps(config, directories, trainer.step)  # every file before changing any
+    diverged_at = {directories[index].name: divergence.step for index, divergence in trainer.diverged.items()}
+    _check_logged_steps(config, directories, trainer.step, diverged_at)  # every file before changing any
     for directory in directories:
         directory.metrics(config.columns()).truncate_after(trainer.step)
 
@@ -283,10 +326,11 @@ class _GroupLoop:
     """Trains a shard's groups in turn and writes their rows, checkpoints and summaries."""
 
     def __init__(self, config: SweepConfig, directory: SweepDirectory, shard: Shard, mine: list[int], data,
-                 information, progress: ProgressCallback | None):
+                 information, progress: ProgressCallback | None, on_divergence: MessageCallback | None):
         self.config, self.directory, self.shard, self.mine = config, directory, shard, mine
         self.state = directory.shard(shard.index, shard.count)
         self.data, self.information, self.progress = data, information, progress
+        self.on_divergence = on_divergence
         self.session = _Session()
         self.resumed = False
         self.status = "running"
@@ -305,10 +349,12 @@ class _GroupLoop:
         schedule = [step for step in config.schedule() if step > trainer.step or not restored]
         information_steps = config.information_steps()
         last_checkpoint = time.monotonic()
+        announced = set(trainer.diverged) if restored else set()  # (announced by the process that diverged)
         for target in schedule:
             started = time.perf_counter()
             if target > trainer.step:
                 trainer.train(target - trainer.step)
+            diverged = trainer.diverged
             measured = time.perf_counter()
             rows = measure_runs(trainer, self.data, delta=config.delta, chunk_size=config.measure_chunk_size)
             if self.information is not None and target in information_steps:
@@ -318,8 +364,13 @@ class _GroupLoop:
             for session in (group_session, self.session):
                 session.train_seconds += measured - started
                 session.measure_seconds += time.perf_counter() - measured
-            for table, row in zip(tables, rows):
-                table.append([{"step": target, **row}])
+            # a diverged run's parameters are those of its divergence step: no row for a later step
+            logging = [index not in diverged or target <= diverged[index].step for index in range(len(rows))]
+            for table, row, logged in zip(tables, rows, logging):
+                if logged:
+                    table.append([{"step": target, **row}])
+            if diverged.keys() - announced:
+                self._announce_divergence(trainer, directories, diverged, announced, group_session)
             if target in config.snapshot_steps:
                 _save_snapshots(trainer, directories, target)
             final = target == config.steps
@@ -328,24 +379,43 @@ class _GroupLoop:
                 self.state.write_checkpoint({"group": self.mine[position], "trainer": trainer.state_dict()})
                 last_checkpoint = time.monotonic()
                 if not (final or stopping):
-                    self._write_summaries(position, trainer.runs, directories, "running", group_session)
+                    self._write_summaries(position, trainer, directories, "running", group_session)
             if self.progress is not None:
-                self.progress(position * config.steps + target, len(self.mine) * config.steps, rows)
+                live = [row for row, logged in zip(rows, logging) if logged]
+                self.progress(position * config.steps + target, len(self.mine) * config.steps, live)
             if stopping:
-                self._write_summaries(position, trainer.runs, directories, "running", group_session)
+                self._write_summaries(position, trainer, directories, "running", group_session)
                 return False
         if position == len(self.mine) - 1:
             self.status = "completed"
-        self._write_summaries(position, trainer.runs, directories, "completed", group_session)
+        self._write_summaries(position, trainer, directories, "completed", group_session)
         return True
 
-    def _write_summaries(self, position: int, runs: list[RunConfig], directories: list[RunDirectory], status: str,
+    def _announce_divergence(self, trainer: BatchedTrainer, directories: list[RunDirectory],
+                             diverged: dict[int, Divergence], announced: set[int], session: _Session) -> None:
+        """Mark the runs that diverged since the last call ``diverged`` on disk and tell the user."""
+        for index in sorted(diverged.keys() - announced):
+            self._write_run_summary(trainer, index, directories[index], "running", session)
+            if self.on_divergence is not None:
+                self.on_divergence(divergence_message(directories[index].name, diverged[index], self.config))
+            announced.add(index)
+
+    def _write_run_summary(self, trainer: BatchedTrainer, index: int, directory: RunDirectory, status: str,
+                           session: _Session) -> None:
+        """Run ``index``'s summary: ``status``, or ``diverged`` with its divergence if it diverged."""
+        divergence = trainer.diverged.get(index)
+        if divergence is not None:
+            status, divergence = "diverged", divergence._asdict()
+        summary = directory.write_summary(dataclasses.asdict(trainer.runs[index]), status=status,
+                                          session=session.as_dict(), divergence=divergence)
+        self.summaries[summary["name"]] = summary
+
+    def _write_summaries(self, position: int, trainer: BatchedTrainer, directories: list[RunDirectory], status: str,
                          session: _Session) -> None:
-        """The summaries of group ``mine[position]``'s runs with ``status``, and the shard's summary
-        listing the runs of its groups up to that one."""
-        for run, run_directory in zip(runs, directories):
-            summary = run_directory.write_summary(dataclasses.asdict(run), status=status, session=session.as_dict())
-            self.summaries[summary["name"]] = summary
+        """The summaries of group ``mine[position]``'s runs with ``status`` (``diverged`` for a run
+        that diverged), and the shard's summary listing the runs of its groups up to that one."""
+        for index, run_directory in enumerate(directories):
+            self._write_run_summary(trainer, index, run_directory, status, session)
         groups = self.config.groups()
         names = [run_name(run) for index in self.mine[: position + 1] for run in groups[index]]
         shard = {"index": self.shard.index, "count": self.shard.count, "groups": list(self.mine)}

@@ -16,6 +16,7 @@ that could have come out the other way:
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -83,7 +84,9 @@ class RunCurves:
     column, each a float array of the same length; missing columns are simply absent).
 
     ``horizon`` is the number of steps the run was configured for (a rise still under way there is
-    censored). ``optimizer`` is ``"adamw"`` or ``"sgd"``.
+    censored). ``optimizer`` is ``"adamw"`` or ``"sgd"``. ``status`` is the run's ``summary.json``
+    status (``None`` for runs written by other code: taken as completed); a ``"diverged"`` run's
+    curves stop at its divergence and the claims leave it out (:func:`check_usable_runs`).
     """
 
     name: str
@@ -93,6 +96,11 @@ class RunCurves:
     optimizer: str
     horizon: int
     columns: Mapping[str, np.ndarray]
+    status: str | None = None
+
+    @property
+    def diverged(self) -> bool:
+        return self.status == "diverged"
 
     @classmethod
     def from_run(cls, run: Any) -> "RunCurves":
@@ -102,7 +110,8 @@ class RunCurves:
         metrics = {name: np.asarray(values, dtype=float) for name, values in run.metrics.items()}
         steps = run.config.get("steps")
         horizon = int(steps) if steps is not None else int(metrics["step"][-1])
-        return cls(run.name, float(run.lr), float(run.weight_decay), int(run.seed), str(run.optimizer), horizon, metrics)
+        return cls(run.name, float(run.lr), float(run.weight_decay), int(run.seed), str(run.optimizer), horizon, metrics,
+                   getattr(run, "status", None))
 
     def has(self, *names: str) -> bool:
         return all(n in self.columns and np.isfinite(self.columns[n]).any() for n in names)
@@ -112,3 +121,20 @@ class RunCurves:
 
 
 Check = Callable[[Sequence[RunCurves]], ClaimResult]
+
+
+def check_usable_runs(check: Check, runs: Sequence[RunCurves], **options: Any) -> ClaimResult:
+    """``check`` on the runs whose training did not diverge, its ``detail`` saying how many diverged
+    runs were left out (their curves stop at the divergence); ``not_applicable`` when all diverged."""
+    usable = [run for run in runs if not run.diverged]
+    diverged = [run.name for run in runs if run.diverged]
+    if not diverged:
+        return check(runs, **options)
+    note = f"{len(diverged)} of {len(runs)} run(s) left out: diverged in training ({', '.join(diverged)})"
+    if not usable:
+        result = check(runs, **options)  # for its id, claim, source and criterion only
+        return dataclasses.replace(result, verdict="not_applicable", statistic=None, interval=None,
+                                   detail=f"no usable run: {note}", extra={"diverged_runs": diverged})
+    result = check(usable, **options)
+    detail = f"{result.detail}; {note}" if result.detail else note
+    return dataclasses.replace(result, detail=detail, extra={**result.extra, "diverged_runs": diverged})

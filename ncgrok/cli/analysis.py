@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ _ONSET_DESCRIPTION = (
     "Per run, at the default thresholds (--fit-threshold, --rnc1-fraction): "
     + "; ".join(f"{key} = {text}" for key, text in onset_definitions().items())
     + ". Per weight decay: mean, std, min and max over seeds of the delay, and how many runs were censored, never "
-    "fitted or never grokked (counted, never dropped). Then the R6 law (our reconstruction with the time scale of "
+    "fitted, never grokked or diverged (counted, never dropped). Then the R6 law (our reconstruction with the time scale of "
     "Thm. 4.3): the log-log slope of the delay on lambda with its confidence interval (predicted -1), and the "
     "prediction with C fitted on one weight decay."
 )
@@ -139,11 +140,20 @@ def _run_onset(args: argparse.Namespace) -> int:
             "figure": [str(path) for path in figure_paths],
         }
         print(json.dumps(json_safe(payload)))
-        return 0
+        return _all_diverged_status("onset", [item.result.status for item in analysis.runs])
     for line in _onset_text(args.path, analysis):
         print(line)
     for path in figure_paths:
         print(f"wrote {path}")
+    return _all_diverged_status("onset", [item.result.status for item in analysis.runs])
+
+
+def _all_diverged_status(command: str, statuses: list[str]) -> int:
+    """Exit status 1, with a message on stderr, when every run diverged (no usable run); else 0."""
+    if statuses and all(status == "diverged" for status in statuses):
+        print(f"ncgrok {command}: every run ({len(statuses)}) diverged in training, so none is usable; lower --lr "
+              "and train again", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -164,13 +174,14 @@ def _onset_text(path: Path, analysis: Any) -> list[str]:
     lines += _table(rows)
     for lr, summary in analysis.summaries:
         lines += ["", f"per weight decay (lr {lr:g}; delay = onset - fit over grokked seeds; std with ddof 1):"]
-        rows = [("lambda", "runs", "grokked", "censored", "never_fit", "never_grok", "no_gap", "delay_mean",
+        rows = [("lambda", "runs", "grokked", "censored", "never_fit", "never_grok", "no_gap", "diverged", "delay_mean",
                  "delay_std", "delay_min", "delay_max", "pred_delay", "delay_err", "onset_mean", "pred_onset",
                  "onset_err")]
         for row in summary.rows:
             rows.append((
                 f"{row.weight_decay:g}", str(row.num_runs), str(row.num_grokked), str(row.num_censored),
-                str(row.num_never_fit), str(row.num_never_grokked), str(row.num_no_gap), _number(row.delay_mean),
+                str(row.num_never_fit), str(row.num_never_grokked), str(row.num_no_gap), str(row.num_diverged),
+                _number(row.delay_mean),
                 _number(row.delay_std),
                 _number(row.delay_min), _number(row.delay_max), _number(row.predicted_delay),
                 _percent(row.delay_relative_error), _number(row.onset_mean), _number(row.predicted_onset),

@@ -181,20 +181,31 @@ class ProgressBar:
         self.bar.update(step - self.position)
         self.position = step
 
+    def message(self, line: str) -> None:
+        """A line on stderr above the bar (a run that diverged)."""
+        self.bar.write(line, file=sys.stderr)
+
     def close(self) -> None:
         self.bar.close()
 
 
 def run_onsets(run_dirs: Sequence[Path]) -> list[Any]:
-    """``empirical.onset.GrokkingOnset`` of each run, from its ``metrics.csv``."""
-    from ncgrok.empirical.onset import grokking_onset
+    """``empirical.onset.GrokkingOnset`` of each run, from its ``metrics.csv`` (status ``diverged``
+    for a run whose training diverged)."""
+    from ncgrok.empirical.onset import diverged_onset, grokking_onset
     from ncgrok.empirical.runs import load_run
 
     onsets = []
     for directory in run_dirs:
         run = load_run(directory)
-        onsets.append(grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc")))
+        onset = grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc"))
+        onsets.append(diverged_onset(onset) if run.diverged else onset)
     return onsets
+
+
+def _final(final: dict[str, Any], column: str, spec: str) -> str:
+    value = final.get(column)
+    return "nan" if value is None else format(value, spec)  # summary.json holds NaN as null
 
 
 def summary_table(summaries: list[dict[str, Any]], onsets: Sequence[Any] | None = None) -> str:
@@ -205,14 +216,17 @@ def summary_table(summaries: list[dict[str, Any]], onsets: Sequence[Any] | None 
         header += ("fit_step", "onset_step", "onset")
     lines = [header]
     for index, summary in enumerate(summaries):
-        final = summary["final"]
+        final = summary["final"] or {}
+        status = summary["status"]
+        if status == "diverged":
+            status += f" at step {summary['divergence']['step']}"
         line = (
             summary["name"],
-            f"{final['train_acc']:.3f}",
-            f"{final['test_acc']:.3f}",
-            f"{final['rnc1']:.3g}",
-            f"{final['nc2']:.3g}" if final["nc2"] is not None else "nan",
-            summary["status"],
+            _final(final, "train_acc", ".3f"),
+            _final(final, "test_acc", ".3f"),
+            _final(final, "rnc1", ".3g"),
+            _final(final, "nc2", ".3g"),
+            status,
         )
         if onsets is not None:
             onset = onsets[index]
@@ -227,7 +241,8 @@ def _execute(args: argparse.Namespace, config) -> int:
 
     bar = ProgressBar(config.steps, disable=args.quiet or args.json)
     try:
-        result = run_sweep(config, args.out, resume=args.resume, progress=bar, shard=_shard(args))
+        result = run_sweep(config, args.out, resume=args.resume, progress=bar, shard=_shard(args),
+                           on_divergence=bar.message)
     finally:
         bar.close()
     timing = {"train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds,
@@ -241,14 +256,22 @@ def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, A
                 extra: dict[str, Any], footer: str | None) -> int:
     """The final table (or JSON with ``extra``) of ``summaries`` with each run's onset."""
     onsets = run_onsets(run_dirs)
+    diverged = [summary["name"] for summary in summaries if summary["status"] == "diverged"]
     if args.json:
         runs = [{**summary, "onset": dataclasses.asdict(onset)} for summary, onset in zip(summaries, onsets)]
-        print(json.dumps(json_safe({"out": str(out), "runs": runs, **extra}), default=str))
-        return 0
-    print(summary_table(summaries, onsets))
-    if footer:
-        print(footer)
-    print(f"results: {out}")
+        print(json.dumps(json_safe({"out": str(out), "runs": runs, "diverged": len(diverged), **extra}), default=str))
+    else:
+        print(summary_table(summaries, onsets))
+        if footer:
+            print(footer)
+        if diverged:
+            print(f"{len(diverged)} of {len(summaries)} run(s) diverged (frozen at the step shown, their metrics.csv "
+                  "stops there; see their summary.json)")
+        print(f"results: {out}")
+    if summaries and len(diverged) == len(summaries):
+        print(f"ncgrok {args.command}: every run ({len(summaries)}) diverged in training, so none is usable; lower "
+              f"--lr (the lines above say how far); the results in {out} are kept", file=sys.stderr)
+        return 1
     return 0
 
 
