@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "STABLE_SGD_LR",
     "DIVERGENCE_FACTOR",
     "Divergence",
     "DivergenceState",
@@ -44,6 +45,10 @@ Choice of 1e4: a stable run's training loss rose at most to 15.3 times its first
 stopped being finite; with this default the trainer froze every diverging run of the scan within
 3 steps with finite parameters and flagged no stable run.
 """
+
+STABLE_SGD_LR = {"mean": 1e-4, "sum": 1e-7}
+"""The largest plain-SGD learning rate measured stable for the paper's x8 initialisation, by loss
+reduction (the scan above; ours, not the paper's). The divergence message quotes it."""
 
 
 class Divergence(NamedTuple):

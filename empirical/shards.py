@@ -306,7 +306,10 @@ def run_stored_shard(settings: dict[str, Any], out_dir: Path | str, shard: Shard
     from ncgrok.empirical.sweep import run_sweep
     from ncgrok.empirical.sweep_config import SweepConfig
 
-    return run_sweep(SweepConfig.from_dict(settings, source="the shard's settings"), out_dir, shard=shard, resume=True)
+    import sys
+
+    return run_sweep(SweepConfig.from_dict(settings, source="the shard's settings"), out_dir, shard=shard, resume=True,
+                     on_divergence=lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

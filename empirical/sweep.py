@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from ncgrok.empirical.divergence import Divergence
+from ncgrok.empirical.divergence import STABLE_SGD_LR, Divergence
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
 from ncgrok.empirical.runs import (
@@ -48,13 +48,8 @@ from ncgrok.empirical.runs import (
 from ncgrok.empirical.shards import Shard, shard_groups
 from ncgrok.empirical.sweep_config import DTYPES, SweepConfig, run_name  # noqa: F401 (re-exported)
 
-__all__ = ["DTYPES", "STABLE_SGD_LR", "Shard", "SweepConfig", "SweepResult", "divergence_message", "prepare_shards",
+__all__ = ["DTYPES", "Shard", "SweepConfig", "SweepResult", "divergence_message", "prepare_shards",
            "run_name", "run_sweep"]
-
-STABLE_SGD_LR = {"mean": 1e-4, "sum": 1e-7}
-"""Largest plain-SGD learning rate measured stable for the paper's x8 initialisation, by loss
-reduction (the scan described at ``empirical.divergence.DIVERGENCE_FACTOR``; ours, not the paper's)."""
-
 
 def divergence_message(name: str, divergence: Divergence, config: SweepConfig) -> str:
     """One line naming the diverged run, where and how, and what to change."""

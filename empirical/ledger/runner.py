@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from ncgrok.empirical.ledger.core import ClaimResult, RunCurves
+from ncgrok.empirical.ledger.core import ClaimResult, RunCurves, check_usable_runs
 from ncgrok.empirical.ledger.verdicts import fmt
 
 __all__ = ["run_checks", "ledger_lines", "ledger_json", "APPLY_TO_ADAMW"]
@@ -29,7 +29,7 @@ def run_checks(
         if only and claim_id not in only:
             continue
         options = {"apply_to_adamw": True} if apply_to_adamw and claim_id in APPLY_TO_ADAMW else {}
-        results.append(check(runs, **options))
+        results.append(check_usable_runs(check, runs, **options))
     return results
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import math
 from typing import Any
 
@@ -39,10 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _curves(path: str) -> list[Any]:
-    from ncgrok.empirical.ledger.core import RunCurves
-    from ncgrok.empirical.runs import load_sweep
+    from ncgrok.empirical.ledger.load import load_curves  # the same loader as ncgrok verify
 
-    return [RunCurves.from_run(run) for run in load_sweep(path)]
+    return load_curves(path)
 
 
 def _number(value: Any) -> str:
@@ -56,6 +56,10 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--at must be a step >= 0, got {args.at}")
     settings = forecast.ForecastSettings(signal=args.signal)
     runs = _curves(args.path)
+    if runs and all(run.diverged for run in runs):
+        print(f"ncgrok forecast: every run under {args.path} diverged in training; nothing to forecast",
+              file=sys.stderr)
+        return 1
     extra = _curves(args.calibrate_on) if args.calibrate_on else []
     if args.backtest:
         rows = forecast.backtest(runs + extra, settings=settings)

@@ -47,7 +47,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(json_safe(dataclasses.asdict(report))))
         return 0
-    print(f"{report.path}: {report.runs_done} of {report.runs} runs done, {len(report.shards)} shard(s)")
+    print(f"{report.path}: {report.runs_done} of {report.runs} runs done, {report.runs_diverged} diverged, "
+          f"{len(report.shards)} shard(s)")
     print()
     print(_table(
         ("shard", "status", "groups", "runs done", "steps", "steps/s", "left", "last write", "writer"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from ncgrok.cli import options
 
@@ -37,7 +38,8 @@ def _run_verify(args: argparse.Namespace) -> int:
 
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise ValueError(f"--out {args.out} is a file; pass a directory for ledger.json")
-    results = run_checks(load_curves(args.path), only=args.only, apply_to_adamw=args.apply_to_adamw)
+    runs = load_curves(args.path)
+    results = run_checks(runs, only=args.only, apply_to_adamw=args.apply_to_adamw)
     payload = ledger_json(results)
     if args.json:
         print(json.dumps(json_safe(payload), allow_nan=False))
@@ -48,4 +50,8 @@ def _run_verify(args: argparse.Namespace) -> int:
         path = atomic_write_json(args.out / "ledger.json", payload)
         if not args.json:
             print(f"wrote {path}")
+    if all(run.diverged for run in runs):
+        print(f"ncgrok verify: every run under {args.path} diverged in training; no claim could be checked",
+              file=sys.stderr)
+        return 1
     return 0

@@ -171,6 +171,8 @@ def test_a_grid_where_every_run_diverges_exits_1_and_keeps_its_results(tmp_path,
         assert json.loads((run / "summary.json").read_text())["status"] == "diverged"
         assert read_metrics_rows(run / "metrics.csv")
     assert ncgrok.main(["onset", str(out), "--json"]) == 1
+    assert ncgrok.main(["verify", str(out), "--json"]) == 1
+    assert ncgrok.main(["forecast", str(out), "--json"]) == 1
     assert "every run (2) diverged" in capsys.readouterr().err
 
 

@@ -97,7 +97,7 @@ def test_cli_prints_tables_and_json(tmp_path, capsys):
     main = lambda argv: ncgrok.cli.main(argv, modules=(status_cli,))  # noqa: E731
     assert main(["status", str(out)]) == 0
     text = capsys.readouterr().out
-    assert text.startswith(f"{out}: 2 of 6 runs done, 3 shard(s)")
+    assert text.startswith(f"{out}: 2 of 6 runs done, 0 diverged, 3 shard(s)")
     assert "3/3    completed  2       2/2        12/12" in text and "1/3    pending" in text
     assert "wd0.01_lr0.03_seed1  3/3    completed  12/12" in text
     assert main(["status", str(out), "--json"]) == 0
