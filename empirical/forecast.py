@@ -39,6 +39,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ncgrok.files import json_safe
+
 from ncgrok.empirical.ledger.core import RunCurves
 from ncgrok.empirical.onset import grokking_onset
 
@@ -107,18 +109,16 @@ class Forecast:
     extra: dict = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        def number(x: Any) -> Any:
-            return None if x is None or not math.isfinite(float(x)) else float(x)
-
-        return {
+        """Plain JSON values (non-finite numbers as ``None``)."""
+        return json_safe({
             "run": self.run,
             "status": self.status,
-            "predicted_onset": number(self.predicted_onset),
-            "interval": None if self.interval is None else [number(v) for v in self.interval],
+            "predicted_onset": None if self.predicted_onset is None else float(self.predicted_onset),
+            "interval": None if self.interval is None else [float(v) for v in self.interval],
             "forecaster": self.forecaster,
-            "at_step": number(self.at_step),
+            "at_step": float(self.at_step),
             "detail": self.detail,
-        }
+        })
 
 
 # ---------------------------------------------------------------------------------------------- inputs

@@ -17,11 +17,12 @@ that could have come out the other way:
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
+
+from ncgrok.files import json_safe
 
 VERDICTS = ("holds", "fails", "inconclusive", "vacuous", "not_applicable")
 SOURCE_STATUSES = ("published", "paper-text", "reconstructed")
@@ -63,19 +64,17 @@ class ClaimResult:
             raise ValueError(f"verdict must be one of {VERDICTS}, got {self.verdict!r}")
 
     def to_json(self) -> dict[str, Any]:
-        def number(x: Any) -> Any:
-            return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else x
-
-        return {
+        """Plain JSON values (non-finite numbers as ``None``)."""
+        return json_safe({
             "id": self.id,
             "verdict": self.verdict,
-            "statistic": number(None if self.statistic is None else float(self.statistic)),
-            "interval": None if self.interval is None else [number(float(v)) for v in self.interval],
+            "statistic": None if self.statistic is None else float(self.statistic),
+            "interval": None if self.interval is None else [float(v) for v in self.interval],
             "criterion": self.criterion,
             "source": str(self.source),
             "claim": self.claim,
             "detail": self.detail,
-        }
+        })
 
 
 @dataclass(frozen=True)

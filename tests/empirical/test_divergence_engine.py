@@ -19,19 +19,13 @@ from ncgrok.empirical.divergence import DIVERGENCE_FACTOR, divergence_init, dive
 from ncgrok.empirical.engine import BatchedTrainer, Divergence, RunConfig
 from ncgrok.empirical.models import ModelSpec, build_module
 
-pytestmark = pytest.mark.cpu_kernels
+pytestmark = [pytest.mark.cpu_kernels, pytest.mark.usefixtures("single_thread")]
 
 PAPER_MLP = ModelSpec(arch="mlp", input_shape=(1, 28, 28), num_classes=10)  # 784-200-200-200-10, init x8
 OK_A, BAD, OK_B = RunConfig(0, 3e-5, 0.01), RunConfig(1, 0.01, 0.01), RunConfig(2, 3e-5, 0.01)
 STEPS = 12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _data(spec, n=300, seed=0):

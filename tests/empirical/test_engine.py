@@ -20,6 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, log_schedule, select_device
 from ncgrok.empirical.models import ModelSpec, build_module
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 MLP = ModelSpec(arch="mlp", input_shape=(1, 6, 6), width=16, depth=4, num_classes=4)
 CNN = ModelSpec(arch="cnn", input_shape=(1, 6, 6), width=2, hidden_features=8, num_classes=4)
 TRANSFORMER = ModelSpec(arch="transformer", input_shape=(1, 4, 4), width=8, heads=2, ff_width=12, patch_size=2, num_classes=4)
@@ -27,13 +29,6 @@ RESNET = ModelSpec(arch="resnet18", input_shape=(3, 4, 4), width=2, num_classes=
 
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny; one thread avoids OpenMP stalls when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 RUNS = [

@@ -16,15 +16,10 @@ from ncgrok.empirical.models import (
     stack_modules,
 )
 
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """The tensors here are tiny; one thread avoids OpenMP stalls when the 2 cores are shared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+
 
 
 TINY = {

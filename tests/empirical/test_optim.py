@@ -22,7 +22,7 @@ from ncgrok.empirical.optim import (
     sgd_update,
 )
 
-pytestmark = pytest.mark.cpu_kernels
+pytestmark = [pytest.mark.cpu_kernels, pytest.mark.usefixtures("single_thread")]
 
 SHAPES = [(10,), (3, 7), (16, 4), (5,)]
 # runs sharing (lr, weight decay): 0-1 and 3-4 consecutive, 2 and 5 scattered
@@ -31,13 +31,6 @@ DECAYS = [0.1, 0.1, 0.0, 0.03, 0.03, 0.0]
 BETAS, EPS = (0.8, 0.99), 1e-6
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny tensors: one thread avoids OpenMP stalls when the cores are shared (measured 27 s vs 1 s)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _stacked(dtype, seed=0):
