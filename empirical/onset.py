@@ -85,7 +85,6 @@ __all__ = [
     "first_fit_step",
     "grokking_onset",
     "rnc1_drop_time",
-    "summarize_onsets",
 ]
 
 STATUSES = ("grokked", "censored", "never_fit", "never_grokked", "no_gap", "diverged")

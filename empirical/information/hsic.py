@@ -19,7 +19,6 @@ argument (``sigma = 5`` in the paper), and the linear kernel, which on one-hot l
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
