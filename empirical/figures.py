@@ -153,6 +153,8 @@ def information_figure(
     for cell, colour in zip(curves.cells, colours(len(curves.cells))):
         bands = cell.bands
         plot_band(axes[0], bands["mi_difference"], colour=colour, band=band)
+        if "mi_difference_ksg" in bands:  # KSG/Ross route, dashed
+            plot_band(axes[0], bands["mi_difference_ksg"], colour=colour, style="--", band=band, alpha=0.08)
         plot_band(axes[1], bands["nhsic_difference"], colour=colour, band=band)
         plot_band(axes[2], bands.get("rnc1"), colour=colour, band=band, positive=True)
         if with_bounds:
@@ -160,7 +162,9 @@ def information_figure(
             plot_band(axes[3], bands["ib_bound_trace"], colour=colour, style="--", band=band, positive=True, alpha=0.08)
         handles.append(Line2D([], [], color=colour, lw=2))
         labels.append(_cell_label(cell))
-    axes[0].set_title("(a) I(Z;X) \u2212 I(Z;Y), compressed MI")
+    axes[0].set_title("(a) I(Z;X) \u2212 I(Z;Y), compressed MI\n(solid: the paper's route; dashed: KSG/Ross)"
+                      if any("mi_difference_ksg" in cell.bands for cell in curves.cells)
+                      else "(a) I(Z;X) \u2212 I(Z;Y), compressed MI")
     axes[0].set_ylabel("nats (the estimate can be negative)")
     axes[0].axhline(0.0, color="0.6", lw=0.8)
     axes[1].set_title("(b) nHSIC(Z;X) \u2212 nHSIC(Z;Y)")

@@ -49,6 +49,8 @@ __all__ = [
 DYNAMICS_CURVES = ("test_acc", "train_acc", "rnc1", "nc2")
 INFORMATION_DIFFERENCES = {"mi_difference": ("mi_zx", "mi_zy"), "nhsic_difference": ("nhsic_zx", "nhsic_zy")}
 FIG4_COLUMNS = tuple(column for pair in INFORMATION_DIFFERENCES.values() for column in pair)
+# the same difference by KSG / Ross on the same codes, drawn beside the paper's route when logged
+KSG_DIFFERENCE = ("mi_difference_ksg", ("mi_zx_ksg", "mi_zy_ksg"))
 IB_BOUND_CURVES = ("ib_bound_trace", "ib_bound_logdet")
 
 
@@ -158,6 +160,8 @@ def _cell_curves(runs: Sequence[Run], *, information: bool, ib_bounds: bool) -> 
     if information:
         bands.update({name: seed_band(runs, name, transform=_difference(*pair))
                       for name, pair in INFORMATION_DIFFERENCES.items()})
+        if has_columns(runs, KSG_DIFFERENCE[1]):  # runs logged before the KSG columns lack them
+            bands[KSG_DIFFERENCE[0]] = seed_band(runs, KSG_DIFFERENCE[0], transform=_difference(*KSG_DIFFERENCE[1]))
     if ib_bounds:
         bands.update({column: seed_band(runs, column) for column in IB_BOUND_CURVES})
     return WeightDecayCurves(runs[0].weight_decay, tuple(run.seed for run in runs), bands)
@@ -226,6 +230,10 @@ def analyze_sweep(
     except ValueError as error:  # e.g. curves too short for the onset definitions, an unknown calibrate_on
         onset_error = str(error)
         notes.append(f"onsets not computed: {error}")
+    diverged = [run.name for run in runs if getattr(run, "status", None) == "diverged"]
+    if diverged:
+        notes.append(f"{len(diverged)} of {len(runs)} run(s) diverged in training (their curves stop there): "
+                     f"{', '.join(diverged)}")
     learning_rates = _learning_rate_curves(runs)
     for curves in learning_rates:
         if not curves.information:

@@ -46,6 +46,13 @@ from typing import Any, Iterable, Iterator, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
+from ncgrok.empirical.metrics_schema import (  # noqa: F401 (the schema is re-exported: runs owns the file)
+    METRICS_SCHEMA,
+    METRICS_SCHEMA_TEXT,
+    REQUIRED_METRICS,
+    MetricColumn,
+    header_problems,
+)
 from ncgrok.files import (
     DirectoryLock,
     append_bytes,
@@ -82,83 +89,9 @@ class RunDirectoryError(ValueError):
     message names the file and what to do."""
 
 
-# ---------------------------------------------------------------------------------------------
-# The metrics.csv schema
-
-
-@dataclass(frozen=True)
-class MetricColumn:
-    name: str
-    meaning: str
-    required: bool = False
-
-
-_TRAIN = "on the training set"
-METRICS_SCHEMA: tuple[MetricColumn, ...] = (
-    MetricColumn("step", "optimizer steps completed when the row was measured (integer, strictly increasing)", True),
-    MetricColumn("train_loss", "squared error to the one-hot target, summed over outputs, mean over training examples"),
-    MetricColumn("train_acc", "training accuracy, a fraction in [0, 1]", True),
-    MetricColumn("test_loss", "as train_loss, on the test set"),
-    MetricColumn("test_acc", "test accuracy, a fraction in [0, 1]", True),
-    MetricColumn("test_size", "number of test examples behind test_acc and the pair errors (their sample size)"),
-    MetricColumn("nc1", f"Tr Sigma_W / Tr Sigma_B of the last hidden layer's features {_TRAIN}"),
-    MetricColumn("nc1_pinv", f"Tr(Sigma_W Sigma_B^+) / K {_TRAIN}"),
-    MetricColumn("rnc1", f"Tr Sigma_W / (mean feature norm)^2 {_TRAIN} (the paper's plotted RNC1)", True),
-    MetricColumn("rnc1_sup", f"Tr Sigma_W / (largest feature norm B_g)^2 {_TRAIN} (the theory's RNC1)"),
-    MetricColumn("nc2", "sigma_max / sigma_min of the matrix of uncentred class means"),
-    MetricColumn("etf_deviation", "relative distance of the centred class means' Gram matrix from the simplex ETF's"),
-    MetricColumn("within_var", f"Tr Sigma_W, unscaled, {_TRAIN}"),
-    MetricColumn("between_var", f"Tr Sigma_B, unscaled, {_TRAIN}"),
-    MetricColumn("feature_norm_mean", f"mean feature norm {_TRAIN}"),
-    MetricColumn("feature_norm_max", f"largest feature norm B_g {_TRAIN}"),
-    MetricColumn("heldout_within_var", "unbiased population within-class variance (Def. 3.1) from held-out training "
-                 "images, over the training mean norm squared (NaN without a held-out sample)"),
-    MetricColumn("heldout_within_var_sup", "the same over B^2, B the largest feature norm of training and held-out data "
-                 "(not on rnc1_sup's scale)"),
-    MetricColumn("heldout_within_var_clip", "held-out population within-class variance on rnc1_sup's scale B (the "
-                 "training set's largest feature norm), each held-out feature clipped to norm B"),
-    MetricColumn("heldout_frac_above_scale", "fraction of held-out features whose norm exceeds B (clipped above)"),
-    MetricColumn("heldout_radius", "Thm. 4.1 radius of heldout_within_var_clip (features of norm <= 1) at the sweep's delta"),
-    MetricColumn("heldout_nc1", "Tr Sigma_W / Tr Sigma_B of the held-out features"),
-    MetricColumn("cantelli_bound", "Thm. 3.2 bound on the test error from held-out class statistics (vs 1 - test_acc); "
-                 "vacuous when >= 1"),
-    MetricColumn("cantelli_bound_clipped", "Thm. 3.2 with each class's inner sum capped at 1"),
-    MetricColumn("cantelli_bound_directional_clipped", "Thm. 3.2 with the directional variance u^T C_c u, capped per class"),
-    MetricColumn("cantelli_pair_term", "the largest two-class Cantelli term (c, k), <= 1"),
-    MetricColumn("cantelli_pair_term_directional", "the directional two-class term of the same pair"),
-    MetricColumn("cantelli_pair_error", "that pair's measured error P(z_k >= z_c | Y = c) on the test set"),
-    MetricColumn("cantelli_pair_count", "number of class-c test examples behind cantelli_pair_error"),
-    MetricColumn("weight_norm", "Frobenius norm of all parameters"),
-    MetricColumn("last_layer_norm", "norm of the last layer's weight and bias"),
-    MetricColumn("imbalance_norm", "||W_L^T W_L - W_{L-1} W_{L-1}^T||_F of the last two linear layers (Thm. 4.3)"),
-    MetricColumn("nhsic_zx", "--measure-ib: normalised HSIC between features Z and inputs X"),
-    MetricColumn("nhsic_zy", "--measure-ib: normalised HSIC between features Z and labels Y"),
-    MetricColumn("mi_zx", "--measure-ib: compressed mutual information I(Z;X), nats (the paper's three-entropy route)"),
-    MetricColumn("mi_zy", "--measure-ib: compressed mutual information I(Z;Y), nats"),
-    MetricColumn("mi_zx_ksg", "--measure-ib: I(Z;X) on the same codes by the KSG estimator, nats"),
-    MetricColumn("mi_zy_ksg", "--measure-ib: I(Z;Y) on the same codes by Ross's mixed estimator, nats"),
-    MetricColumn("ib_bound_trace", "--measure-ib: Thm. 3.4 trace bound on I(Z;X|Y), nats"),
-    MetricColumn("ib_bound_logdet", "--measure-ib: Thm. 3.4 log-det bound on I(Z;X|Y), nats"),
-)
-REQUIRED_METRICS = tuple(column.name for column in METRICS_SCHEMA if column.required)
-METRICS_SCHEMA_TEXT = (
-    "metrics.csv: comma-separated, a header line then one line per logged step, every line ending in a "
-    "newline; 'step' is the first column; numbers as Python writes them ('nan', 'inf' allowed). Required "
-    f"columns: {', '.join(REQUIRED_METRICS)}; the others are optional, and unknown columns are kept and ignored."
-)
-
-
 def check_metrics_header(header: Sequence[str], path: Path | str) -> None:
     """Raise :class:`RunDirectoryError` unless ``header`` is a valid ``metrics.csv`` header."""
-    problems = []
-    if not header or header[0] != "step":
-        problems.append("the first column must be 'step'")
-    missing = [name for name in REQUIRED_METRICS if name not in header]
-    if missing:
-        problems.append(f"required columns {missing} are missing")
-    repeated = sorted({name for name in header if list(header).count(name) > 1})
-    if repeated:
-        problems.append(f"columns {repeated} appear more than once")
+    problems = header_problems(header)
     if problems:
         raise RunDirectoryError(f"{path}: {'; '.join(problems)} (header {list(header)}). {METRICS_SCHEMA_TEXT}")
 
@@ -501,133 +434,14 @@ class SweepDirectory:
                 os.unlink(temporary)
 
 
-# ---------------------------------------------------------------------------------------------
-# Reading runs for analysis
-
-
-@dataclass(frozen=True, eq=False)
-class Run:
-    """One run directory: its identity (from ``config.json``'s ``run`` entry), settings and metrics.
-
-    ``config`` is the parsed ``config.json``; ``metrics`` maps each ``metrics.csv`` column to a
-    numpy array (``step`` included, as logged). ``status`` is ``summary.json``'s (one of
-    :data:`RUN_STATUSES`), ``None`` without one (a run written by other code: unknown, taken as
-    completed); ``divergence`` is its ``divergence`` entry when the run diverged.
-    """
-
-    name: str
-    path: Path
-    seed: int
-    lr: float
-    weight_decay: float
-    optimizer: str
-    config: dict[str, Any]
-    metrics: dict[str, np.ndarray]
-    status: str | None = None
-    divergence: dict[str, Any] | None = None
-
-    @property
-    def diverged(self) -> bool:
-        return self.status == "diverged"
-
-    @property
-    def steps(self) -> np.ndarray:
-        return self.metrics["step"]
-
-    def column(self, name: str) -> np.ndarray:
-        try:
-            return self.metrics[name]
-        except KeyError:
-            raise ValueError(f"{self.path / METRICS_FILE} has no column {name!r}") from None
-
-    def sweep_config(self) -> Any:
-        """The run's settings as an ``empirical.sweep_config.SweepConfig`` (strict: every setting
-        must be in ``config.json``)."""
-        from ncgrok.empirical.sweep_config import SweepConfig  # imports torch; Run loading does not need it
-
-        try:
-            return SweepConfig.from_run_config(self.config, source=self.path / CONFIG_FILE)
-        except ValueError as error:
-            raise RunDirectoryError(str(error)) from None
-
-
-def load_run(path: Path | str) -> Run:
-    """Read one run directory: ``config.json`` (which must hold ``name``, ``optimizer`` and the
-    ``run`` entry {seed, lr, weight_decay}), ``metrics.csv`` and, if present, ``summary.json``'s status."""
-    directory = RunDirectory(Path(path))
-    config = directory.read_config()
-    entry = config.get("run")
-    if (not isinstance(entry, Mapping) or not {"seed", "lr", "weight_decay"} <= set(entry)
-            or not {"name", "optimizer"} <= set(config)):
-        raise RunDirectoryError(
-            f"{directory.config_path} needs 'name', 'optimizer' and the 'run' entry {{seed, lr, weight_decay}}; "
-            "was it written by ncgrok train/sweep?"
-        )
-    summary = directory.read_summary()
-    return Run(
-        name=str(config["name"]),
-        path=directory.path,
-        seed=int(entry["seed"]),
-        lr=float(entry["lr"]),
-        weight_decay=float(entry["weight_decay"]),
-        optimizer=str(config["optimizer"]),
-        config=dict(config),
-        metrics=read_metrics(directory.metrics_path),
-        status=None if summary is None else summary.get("status"),
-        divergence=None if summary is None else summary.get(DIVERGENCE_KEY),
-    )
-
-
-def find_run_directories(path: Path | str) -> list[Path]:
-    """Run directories at or below ``path`` (a directory holding ``metrics.csv``), sorted by name."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{path} does not exist")
-    if (path / METRICS_FILE).is_file():
-        return [path]
-    runs = sorted(p.parent for p in path.glob(f"*/{METRICS_FILE}"))
-    if not runs:
-        raise ValueError(f"{path} holds no run directories (no */{METRICS_FILE}); point at a `ncgrok train` or "
-                         "`ncgrok sweep` output")
-    return runs
-
-
-def load_sweep(path: Path | str) -> list[Run]:
-    """Every run at or below ``path`` (one run directory, or a sweep directory), sorted by name."""
-    return [load_run(directory) for directory in find_run_directories(path)]
-
-
-def snapshot_steps(run: Run | Path | str) -> list[int]:
-    """Steps of the model snapshots saved in ``<run>/snapshots/step_<N>.pt``, ascending."""
-    return RunDirectory(run.path if isinstance(run, Run) else Path(run)).snapshot_steps()
-
-
-def load_snapshot(run: Run, step: int, *, input_shape: Sequence[int], num_classes: int) -> Any:
-    """The network of ``run`` at snapshot ``step``, on the CPU in eval mode.
-
-    The architecture comes from ``config.json`` (``SweepConfig.model_spec``), the input shape and
-    class count from the data (as ``ncgrok sweep`` builds it); the saved state dict is loaded
-    strictly (a mismatch raises ``ValueError`` naming the snapshot).
-    """
-    import torch
-
-    from ncgrok.empirical.models import build_module
-
-    path = RunDirectory(run.path).snapshot_path(step)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist; snapshots of {run.name}: {snapshot_steps(run) or 'none'}")
-    config = run.sweep_config()
-    module = build_module(config.model_spec(input_shape, num_classes), run.seed, dtype=config.torch_dtype, device="cpu")
-    try:
-        module.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
-    except Exception as error:  # a shape mismatch (RuntimeError) or a damaged file
-        raise ValueError(f"{path} does not fit the network described by {run.path / CONFIG_FILE} and the data's "
-                         f"input shape {tuple(input_shape)}: {(str(error).splitlines() or [''])[0]}") from None
-    return module.eval()
-
-
-def load_run_split(run: Run, data_dir: str | Path | None = None) -> Any:
-    """The data split ``run`` was trained on, rebuilt from its ``config.json`` (``data_dir`` overrides
-    the stored data directory)."""
-    return run.sweep_config().load_split(data_dir=data_dir)
-
+# The analysis side (Run, load_run, load_sweep, snapshots) reads through the classes above; it lives in
+# run_loading.py to keep each module one screenful of ideas, and is re-exported here.
+from ncgrok.empirical.run_loading import (  # noqa: E402,F401
+    Run,
+    find_run_directories,
+    load_run,
+    load_run_split,
+    load_snapshot,
+    load_sweep,
+    snapshot_steps,
+)

@@ -160,3 +160,29 @@ def test_onset_errors_are_kept_and_bad_margin_choices_raise(planted, tmp_path):
     with pytest.raises(ValueError, match="band must be one of"):
         make_figures(report, tmp_path / "none", band="range")
     assert not (tmp_path / "none").exists()
+
+
+def test_fig4_band_of_the_ksg_route_and_the_diverged_note(tmp_path):
+    """Runs that logged mi_*_ksg get a 'mi_difference_ksg' band beside the paper's route; a run whose
+    summary says diverged is named in the report's notes (and so printed by ncgrok figures)."""
+    import json
+
+    from ncgrok.empirical.report import analyze_sweep
+
+    steps = np.arange(0, 50, 10)
+    for seed, status in ((0, "completed"), (1, "diverged")):
+        run = tmp_path / f"wd0.1_seed{seed}"
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps({"name": run.name, "optimizer": "adamw", "steps": 40,
+                                                     "run": {"seed": seed, "lr": 1e-3, "weight_decay": 0.1}}))
+        columns = {"step": steps, "train_acc": np.ones(5), "test_acc": np.full(5, 0.5), "rnc1": np.full(5, 0.1),
+                   "mi_zx": np.full(5, 3.0), "mi_zy": np.full(5, 1.0), "nhsic_zx": np.full(5, 0.5),
+                   "nhsic_zy": np.full(5, 0.2), "mi_zx_ksg": np.full(5, 2.0 + seed), "mi_zy_ksg": np.full(5, 1.0)}
+        lines = [",".join(columns)] + [",".join(repr(float(columns[c][i])) for c in columns) for i in range(5)]
+        (run / "metrics.csv").write_text("\n".join(lines) + "\n")
+        (run / "summary.json").write_text(json.dumps({"name": run.name, "status": status}))
+    report = analyze_sweep(tmp_path, margins=False)
+    (cell,) = report.learning_rates[0].cells
+    assert np.all(cell.bands["mi_difference_ksg"].mean == 1.5)  # (1 + 2) / 2 over the two seeds
+    assert np.all(cell.bands["mi_difference"].mean == 2.0)
+    assert any("1 of 2 run(s) diverged" in note and "wd0.1_seed1" in note for note in report.notes)
