@@ -14,10 +14,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ncgrok.cli import analysis, bound, data, export, forecast, simulate, status, train, verify
+from ncgrok.cli import analysis, bound, data, export, forecast, reproduce, simulate, status, train, verify
 
 # in the order the command groups are listed in --help
-CLI_MODULES = (bound, simulate, data, train, analysis, verify, forecast, status, export)
+CLI_MODULES = (bound, simulate, data, train, analysis, verify, forecast, reproduce, status, export)
 
 
 def one_line(text: object) -> str:

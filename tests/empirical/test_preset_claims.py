@@ -1,0 +1,128 @@
+"""The presets' own claims (``ledger.preset_claims``): each shown holding on planted runs built to satisfy
+it and failing on planted runs built to violate it (curves are closed forms of the step, so the
+expected statistic is known)."""
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ncgrok.empirical.ledger import preset_claims as pc
+from ncgrok.empirical.ledger.core import RunCurves, Source
+from ncgrok.empirical.margins import MarginData, MarginSet
+
+_spec = importlib.util.spec_from_file_location("ledger_planted", Path(__file__).with_name("ledger_planted.py"))
+planted = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(planted)
+
+SOURCE = Source("test", "paper-text")
+DECAYS = (0.01, 0.1)
+
+
+def _grokking(seeds=3, onset=40_000.0):
+    return [planted.planted_run(d, s, onset=onset + 500.0 * s) for d in DECAYS for s in range(seeds)]
+
+
+def _no_gap(seeds=3):
+    # test accuracy rises with the fit (midpoint at the fit step): ratio at the fit ~ 0.88/0.88 region
+    runs = []
+    for d in DECAYS:
+        for s in range(seeds):
+            run = planted.planted_run(d, s, onset=planted.FIT - 1500.0, width=300.0)
+            runs.append(run)
+    return runs
+
+
+def test_accuracy_ratio_at_fit_against_the_planted_curve():
+    run = planted.planted_run(0.01, 0, onset=40_000.0)
+    fit = planted.measured_fit()
+    expected_at_fit = 0.12 + 0.76 * planted.sigmoid((fit - 40_000.0) / max(300.0, 0.05 * (40_000.0 - planted.FIT)))
+    final = run["test_acc"][-1]
+    assert pc.test_accuracy_ratio_at_fit(run) == pytest.approx(expected_at_fit / final, rel=1e-12)
+
+
+@pytest.mark.parametrize("runs, no_gap, gap", [(_grokking, "fails", "holds"), (_no_gap, "holds", "fails")])
+def test_gap_claims_go_both_ways(runs, no_gap, gap):
+    planted_runs = runs()
+    assert pc.no_gap(planted_runs, source=SOURCE).verdict == no_gap
+    assert pc.grokking_gap(planted_runs, source=SOURCE).verdict == gap
+
+
+def test_gap_claim_with_one_run_is_inconclusive_not_holds():
+    (run,) = _no_gap(seeds=1)[:1]
+    assert pc.no_gap([run], source=SOURCE).verdict == "inconclusive"
+
+
+def test_never_fitted_runs_have_no_ratio():
+    flat = np.full(planted.STEPS.shape, 0.5)
+    runs = [planted.planted_run(0.01, s, onset=40_000.0, train=flat) for s in range(3)]
+    result = pc.no_gap(runs, source=SOURCE)
+    assert result.verdict == "inconclusive" and "3 run(s)" in result.detail
+
+
+def test_rnc1_falls_after_fit_both_ways():
+    falling = _grokking()
+    assert pc.rnc1_falls_after_fit(falling, source=SOURCE).verdict == "holds"
+    # RNC1 rising after the fit: planted as an increasing function of the step
+    rising = [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.1 + t / 1e6 + 1e-6 * s)
+              for d in DECAYS for s in range(3)]
+    result = pc.rnc1_falls_after_fit(rising, source=SOURCE)
+    assert result.verdict == "fails" and result.statistic > 0
+    # restricted to one level: only that level's runs are read
+    assert "lambda 0.1" in pc.rnc1_falls_after_fit(falling, source=SOURCE, decays=(0.1,)).claim
+    assert "[3]" in pc.rnc1_falls_after_fit(falling, source=SOURCE, decays=(0.1,)).detail
+
+
+def test_nc1_tracks_test_better_both_ways():
+    def with_nc1(run, nc1):
+        return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon,
+                         {**run.columns, "nc1": nc1(run)})
+
+    # RNC1 planted as an oscillation unrelated to the test accuracy (|rho| well below 1)
+    base = [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.2 + 0.1 * np.sin(t / 7000.0) + 1e-6 * s)
+            for d in DECAYS for s in range(3)]
+    # NC1 mirrors test accuracy exactly: rho(-NC1, test) = 1
+    mirrored = [with_nc1(run, lambda r: 1.0 - r["test_acc"]) for run in base]
+    assert pc.nc1_tracks_test_better(mirrored, source=SOURCE).verdict == "holds"
+    # NC1 moving against test accuracy: rho(-NC1, test) = -1 < rho(-RNC1, test)
+    opposed = [with_nc1(run, lambda r: r["test_acc"].copy()) for run in base]
+    result = pc.nc1_tracks_test_better(opposed, source=SOURCE)
+    assert result.verdict == "fails" and result.statistic < 0
+
+
+def test_earlier_with_more_data_both_ways_and_censoring():
+    small = _grokking(onset=40_000.0)
+    large = _grokking(onset=30_000.0)
+    result = pc.earlier_with_more_data(small, large, sizes=(1000, 3000), source=SOURCE)
+    assert result.verdict == "holds"
+    assert result.statistic == pytest.approx(np.mean([np.mean([math.log((30_000 + 500 * s) / (40_000 + 500 * s))
+                                                               for s in range(3)])] * 2), abs=0.01)
+    assert pc.earlier_with_more_data(large, small, sizes=(1000, 3000), source=SOURCE).verdict == "fails"
+    # the larger set still rising at the horizon (censored) while the smaller grokked: its onset is
+    # later, the order is known, the claim fails; both censored: nothing to compare
+    late = _grokking(onset=150_000.0)
+    assert pc.earlier_with_more_data(small, late, sizes=(1000, 3000), source=SOURCE).verdict == "fails"
+    both = pc.earlier_with_more_data(late, late, sizes=(1000, 3000), source=SOURCE)
+    assert both.verdict == "inconclusive" and both.statistic is None
+
+
+def _margins(early_own: float, late_own: float, n: int = 200) -> MarginData:
+    def distances(own_fraction, sign):
+        k = int(round(own_fraction * n))
+        return sign * np.concatenate([np.full(k, 1.0), np.full(n - k, -1.0)])
+
+    sets = []
+    for step, own in ((1000, early_own), (9000, late_own)):
+        sets += [MarginSet(step, "unseen", 4, distances(own, +1.0)), MarginSet(step, "unseen", 5, distances(own, -1.0))]
+    return MarginData("run", 0.1, 0, (4, 5), (1000, 9000), tuple(sets), {})
+
+
+def test_pair_margin_separation_both_ways():
+    held = pc.pair_margin_separation([_margins(0.6, 0.95)], source=SOURCE)
+    assert held.verdict == "holds" and held.statistic == pytest.approx(0.35)
+    assert pc.pair_margin_separation([_margins(0.6, 0.95), _margins(0.9, 0.8)], source=SOURCE).verdict == "fails"
+    assert pc.pair_margin_separation([_margins(0.6, 0.62)], source=SOURCE).verdict == "inconclusive"
+    assert pc.pair_margin_separation([], source=SOURCE).verdict == "not_applicable"
