@@ -15,7 +15,8 @@ A sweep on a modular data set logs, besides the training-set and held-out column
 
 * ``population_within_var``: the exact ``V`` at the scale ``B`` = the training set's mean feature
   norm, the scale of ``rnc1`` and ``heldout_within_var`` (so ``population_within_var - rnc1`` is the
-  exact Thm. 4.1 gap at the paper's plotting scale);
+  exact gap between the population's and the training set's within-class variance, which the
+  held-out columns estimate with the Thm. 4.1 radius);
 * ``population_within_var_sup``: the exact ``V`` at ``B`` = the training set's largest feature norm,
   the scale of ``rnc1_sup`` and ``heldout_within_var_clip`` (the theory's ``B_g``; not clipped: no
   concentration radius is needed for an exact value);
