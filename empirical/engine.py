@@ -68,6 +68,7 @@ from ncgrok.empirical.divergence import (
     divergence_report,
     divergence_state_dict,
 )
+from ncgrok.empirical.losses import batch_loss, check_loss, gradient_scale
 from ncgrok.empirical.models import (
     BatchedMLP,
     ModelSpec,
@@ -150,9 +151,12 @@ class BatchedTrainer:
     """R runs of one architecture trained together; see the module docstring for the exact semantics.
 
     ``train_x`` (N, *spec.input_shape) (for the MLP any shape with N rows and ``spec.input_dim``
-    entries per row), ``train_y`` (N,) integer labels. Loss: squared error between the logits and
-    one-hot targets, summed over batch and outputs (``loss_reduction="sum"``, the paper) or averaged
-    over both (``"mean"``, like ``nn.MSELoss()``). ``divergence_factor`` (>= 1, ``math.inf`` for
+    entries per row), ``train_y`` (N,) integer labels. ``loss`` (`ncgrok.empirical.losses`):
+    ``"mse"``, squared error between the logits and one-hot targets, summed over batch and outputs
+    (``loss_reduction="sum"``, the paper) or averaged over both (``"mean"``, like ``nn.MSELoss()``);
+    ``"cross-entropy"``, softmax cross-entropy of the logits, averaged over the batch (``"mean"``,
+    like ``nn.CrossEntropyLoss()``; Power et al. 2022, Nanda et al. 2023) or summed (``"sum"``).
+    ``betas``: AdamW's (default torch's (0.9, 0.999); Nanda et al. use (0.9, 0.98)). ``divergence_factor`` (>= 1, ``math.inf`` for
     non-finite losses only): a run whose batch loss exceeds this multiple of its first batch loss is
     frozen (see `ncgrok.empirical.divergence.DIVERGENCE_FACTOR` for the measured default).
     """
@@ -167,6 +171,7 @@ class BatchedTrainer:
         optimizer: str = "adamw",
         batch_size: int = 100,
         loss_reduction: str = "sum",
+        loss: str = "mse",
         dtype: torch.dtype = torch.float32,
         device: str | torch.device = "auto",
         betas: tuple[float, float] = (0.9, 0.999),
@@ -183,8 +188,7 @@ class BatchedTrainer:
             raise ValueError("runs must be a non-empty list of RunConfig")
         if optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-        if loss_reduction not in ("sum", "mean"):
-            raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {loss_reduction!r}")
+        check_loss(loss, loss_reduction)
         if dtype not in (torch.float32, torch.float64):
             raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
         if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
@@ -204,6 +208,7 @@ class BatchedTrainer:
         self.optimizer = optimizer
         self.batch_size = int(batch_size)
         self.loss_reduction = loss_reduction
+        self.loss = loss
         self.dtype = dtype
         self.betas = (float(betas[0]), float(betas[1]))
         self.eps = float(eps)
@@ -331,19 +336,12 @@ class BatchedTrainer:
         """The frozen runs by index (as of the last ``train()`` return or checkpoint load)."""
         return dict(self._diverged)
 
-    def _loss_scale(self) -> float:
-        """d loss / d logit = scale * (logit - target)."""
-        return 2.0 if self.loss_reduction == "sum" else 2.0 / (self.batch_size * self.spec.num_classes)
-
-    def _loss(self, out: Tensor, target: Tensor) -> Tensor:
-        sq = (out - target).square()
-        return sq.sum() if self.loss_reduction == "sum" else sq.mean()
-
     def _compute_gradients(self) -> None:
         """Gradients of every run's batch loss into ``self._grads``, the losses (R,) into ``self._losses``."""
         if self.backend == "mlp":
+            scale = gradient_scale(self.loss, self.loss_reduction, self.batch_size, self.spec.num_classes)
             self._mlp.forward_backward(
-                self._xb, self._yb, self._mlp_grads[0], self._mlp_grads[1], loss_scale=self._loss_scale(), losses=self._losses
+                self._xb, self._yb, self._mlp_grads[0], self._mlp_grads[1], loss_scale=scale, losses=self._losses, loss=self.loss
             )
             return
         skeleton = self._skeleton
@@ -353,7 +351,7 @@ class BatchedTrainer:
 
             def loss_fn(p, b, x, y):
                 out = torch.func.functional_call(skeleton, (p, b), (x,))
-                return self._loss(out, y)
+                return batch_loss(self.loss, self.loss_reduction, out, y)
 
             params = dict(zip(names, self._params))
             buffers = dict(zip(bnames, self._buffers))
@@ -366,7 +364,7 @@ class BatchedTrainer:
                 p_r = {n: p[r].detach().requires_grad_(True) for n, p in zip(names, self._params)}
                 b_r = {n: b[r] for n, b in zip(bnames, self._buffers)}
                 out = torch.func.functional_call(skeleton, (p_r, b_r), (self._xb[r],))
-                loss = self._loss(out, self._yb[r])
+                loss = batch_loss(self.loss, self.loss_reduction, out, self._yb[r])
                 grads = torch.autograd.grad(loss, list(p_r.values()))
             torch._foreach_copy_([g[r] for g in self._grads], list(grads))
             self._losses[r] = loss.detach()
@@ -469,7 +467,7 @@ class BatchedTrainer:
     # ------------------------------------------------------------------ checkpoints
 
     def _settings(self) -> dict[str, Any]:
-        return {
+        settings = {
             "optimizer": self.optimizer,
             "batch_size": self.batch_size,
             "loss_reduction": self.loss_reduction,
@@ -479,6 +477,9 @@ class BatchedTrainer:
             "momentum": self.momentum,
             "num_examples": self.num_examples,
         }
+        if self.loss != "mse":  # (states saved before the loss was a setting trained the squared error)
+            settings["loss"] = self.loss
+        return settings
 
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue bit for bit: parameters, buffers, optimizer moments, step,

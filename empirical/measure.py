@@ -10,7 +10,8 @@ imbalance of Thm. 4.3 (``theory.timescales``).
 Columns produced for each run (see ``METRIC_COLUMNS``):
 
 * ``train_loss``, ``test_loss``: squared error to the one-hot target, summed over the outputs and
-  averaged over the samples (the paper's summed training loss divided by the number of samples);
+  averaged over the samples (the paper's summed training loss divided by the number of samples), or
+  with ``loss="cross-entropy"`` the softmax cross-entropy averaged over the samples;
   ``train_acc``, ``test_acc``; ``test_size``, the number of test examples (the sample size of
   ``1 - test_acc``, for its sampling error).
 * On the training set: ``nc1``, ``nc1_pinv``, ``rnc1`` (mean-norm scale, the paper's plots),
@@ -85,6 +86,7 @@ from ncgrok.theory.generalization import cantelli_bound
 from ncgrok.theory.timescales import imbalance
 
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE
+from ncgrok.empirical.losses import per_example_loss
 
 HELDOUT_COLUMNS = (
     "heldout_within_var",
@@ -238,10 +240,11 @@ def _stream(
     clip_scale: np.ndarray | None = None,
     logit_statistics: bool = False,
     pairwise: bool = False,
+    loss: str = "mse",
 ) -> _Pass:
     """Per-run mean loss, accuracy and (as asked) statistics over ``x`` in chunks.
 
-    Loss is the squared error to the one-hot target summed over outputs, averaged over samples.
+    Loss (``per_example_loss``) averaged over samples.
     Only one chunk of features is held at a time; statistics are merged exactly across chunks.
     ``clip_scale`` (R,) also accumulates statistics of the features clipped to that norm (needs
     ``statistics``); ``logit_statistics`` accumulates class statistics of the logits; ``pairwise``
@@ -264,7 +267,7 @@ def _stream(
         onehot = torch.nn.functional.one_hot(ys, num_classes)
         counts += onehot.sum(0).cpu().numpy()
         target = onehot.to(logits.dtype)
-        loss_sum = _add(loss_sum, ((logits - target) ** 2).sum(-1).to(torch.float64).sum(-1))
+        loss_sum = _add(loss_sum, per_example_loss(loss, logits, target).to(torch.float64).sum(-1))
         accuracy_sum = _add(accuracy_sum, (logits.argmax(-1) == ys).to(torch.float64).sum(-1))
         if statistics:
             stats = _merge(stats, batched_class_statistics(features, ys, num_classes=num_classes, covariance=covariance))
@@ -300,21 +303,23 @@ def measure_runs(
     *,
     delta: float = 0.05,
     chunk_size: int = EVAL_CHUNK_SIZE,
+    loss: str = "mse",
 ) -> list[dict[str, float]]:
     """Every column of ``METRIC_COLUMNS`` for every run of ``model`` (one dict per run).
 
     ``delta`` is the failure probability of the held-out radius (Thm. 4.1); ``chunk_size`` bounds
-    how many samples' features are held at once.
+    how many samples' features are held at once; ``loss`` (``"mse"``, ``"cross-entropy"``) is what
+    ``train_loss`` and ``test_loss`` measure.
     """
     num_classes = data.num_classes
-    train = _stream(model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True)
+    train = _stream(model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True, loss=loss)
     heldout = None
     if data.heldout_x is not None:
         train_sup = np.array([stats.norm_max.max() for stats in train.stats])
         heldout = _stream(model, data.heldout_x, data.heldout_y, num_classes, chunk_size=chunk_size,
                           statistics=True, covariance=False, clip_scale=train_sup, logit_statistics=True)
     test = _stream(model, data.test_x, data.test_y, num_classes, chunk_size=chunk_size, statistics=False,
-                   pairwise=heldout is not None)
+                   pairwise=heldout is not None, loss=loss)
 
     last_weight, last_bias = (t.detach().to(torch.float64).cpu().numpy() for t in model.last_layer())
     linear = model.linear_weights()

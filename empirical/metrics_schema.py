@@ -22,7 +22,8 @@ class MetricColumn:
 _TRAIN = "on the training set"
 METRICS_SCHEMA: tuple[MetricColumn, ...] = (
     MetricColumn("step", "optimizer steps completed when the row was measured (integer, strictly increasing)", True),
-    MetricColumn("train_loss", "squared error to the one-hot target, summed over outputs, mean over training examples"),
+    MetricColumn("train_loss", "squared error to the one-hot target, summed over outputs, mean over training examples "
+                 "(--loss cross-entropy: the softmax cross-entropy, mean over training examples)"),
     MetricColumn("train_acc", "training accuracy, a fraction in [0, 1]", True),
     MetricColumn("test_loss", "as train_loss, on the test set"),
     MetricColumn("test_acc", "test accuracy, a fraction in [0, 1]", True),
@@ -57,6 +58,12 @@ METRICS_SCHEMA: tuple[MetricColumn, ...] = (
     MetricColumn("weight_norm", "Frobenius norm of all parameters"),
     MetricColumn("last_layer_norm", "norm of the last layer's weight and bias"),
     MetricColumn("imbalance_norm", "||W_L^T W_L - W_{L-1} W_{L-1}^T||_F of the last two linear layers (Thm. 4.3)"),
+    MetricColumn("population_within_var", "modular data sets: the exact population within-class variance (Def. 3.1) "
+                 "over every pair, plain class means and variances, exact priors 1/p, on rnc1's scale (the training "
+                 "set's mean feature norm)"),
+    MetricColumn("population_within_var_sup", "modular data sets: the same on rnc1_sup's scale B_g (the training "
+                 "set's largest feature norm), unclipped"),
+    MetricColumn("population_acc", "modular data sets: accuracy over every pair of the population"),
     MetricColumn("nhsic_zx", "--measure-ib: normalised HSIC between features Z and inputs X"),
     MetricColumn("nhsic_zy", "--measure-ib: normalised HSIC between features Z and labels Y"),
     MetricColumn("mi_zx", "--measure-ib: compressed mutual information I(Z;X), nats (the paper's three-entropy route)"),

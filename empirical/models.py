@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ncgrok.empirical.losses import output_gradient
+
 ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18", "modtransformer")
 
 _DEFAULT_WIDTH = {"mlp": 200, "cnn": 16, "transformer": 128, "resnet18": 64, "modtransformer": 128}
@@ -442,8 +444,8 @@ class BatchedMLP:
 
     The tensors are used, not copied, so an optimizer updating them in place is seen here.
     ``forward`` evaluates a shared input; ``forward_backward`` computes the gradients of the squared
-    loss to one-hot targets for per-run batches with a hand-written backward pass (``bmm`` into
-    preallocated gradient tensors; no autograd graph), which is the training fast path.
+    error or the cross-entropy to one-hot targets for per-run batches with a hand-written backward
+    pass (``bmm`` into preallocated gradient tensors; no autograd graph), the training fast path.
     """
 
     def __init__(self, weights: list[Tensor], biases: list[Tensor]):
@@ -479,12 +481,16 @@ class BatchedMLP:
         *,
         loss_scale: float = 2.0,
         losses: Tensor | None = None,
+        loss: str = "mse",
     ) -> None:
-        """Write the gradients of ``sum((f(x) - targets)^2) * loss_scale / 2`` into the given tensors.
+        """Write the gradients of each run's batch loss into the given tensors.
 
-        ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss_scale = 2`` is the
-        summed squared loss; ``2 / (B K)`` its mean. ``losses`` (R,), if given, receives each run's
-        loss (that expression per run, before the backward pass).
+        ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss="mse"``: the loss is
+        ``sum((f(x) - targets)^2) * loss_scale / 2`` (``loss_scale = 2`` the summed squared loss,
+        ``2 / (B K)`` its mean); ``loss="cross-entropy"``: ``loss_scale`` times the summed softmax
+        cross-entropy (1 summed, ``1 / B`` the batch mean), whose logit gradient is
+        ``loss_scale * (softmax(f(x)) - targets)`` (`ncgrok.empirical.losses`). ``losses`` (R,), if
+        given, receives each run's loss (before the backward pass).
         """
         work = self._workspace(x)
         hs = [x]
@@ -495,11 +501,7 @@ class BatchedMLP:
             if i < last:
                 h = z.relu_()
                 hs.append(h)
-        residual = z.sub_(targets)
-        if losses is not None:
-            flat = residual.view(residual.shape[0], -1)
-            torch.linalg.vecdot(flat, flat, out=losses).mul_(loss_scale / 2)
-        delta = residual.mul_(loss_scale)
+        delta = output_gradient(loss, z, targets, loss_scale, losses)
         for i in range(last, -1, -1):
             torch.bmm(delta.transpose(1, 2), hs[i], out=grad_weights[i])
             torch.sum(delta, dim=1, out=grad_biases[i])

@@ -3,8 +3,9 @@
 ``run_sweep(config, out_dir)`` loads the data split, trains the grid's batched groups
 (``SweepConfig.groups``) one after another with ``empirical.engine.BatchedTrainer`` (every run of a
 group at once), measures all runs of the group at each step of the logging schedule with
-``empirical.measure.measure_runs``, appends the rows to each run's ``metrics.csv`` and checkpoints
-the group's batched state, so ``resume=True`` continues an interrupted sweep bit for bit. With
+``empirical.measure.measure_runs`` (on a modular data set also the exact population columns of
+``empirical.modular.PopulationMeasurement``), appends the rows to each run's ``metrics.csv`` and
+checkpoints the group's batched state, so ``resume=True`` continues an interrupted sweep bit for bit. With
 ``shard=Shard(K, N)`` it trains only the groups of shard K of N (``empirical.shards``), writing the
 same run directories an unsharded sweep writes and keeping its checkpoint, summary and lock in the
 shard's own directory, so the N shards can run at once, anywhere the directory is mounted. It
@@ -37,6 +38,7 @@ from typing import Any, Callable
 from ncgrok.empirical.divergence import STABLE_SGD_LR, Divergence
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, select_device
 from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
+from ncgrok.empirical.modular import PopulationMeasurement
 from ncgrok.empirical.runs import (
     RETRAIN,
     START_OVER,
@@ -196,8 +198,10 @@ def _new_trainer(config: SweepConfig, runs: list[RunConfig], data, device) -> Ba
         optimizer=config.optimizer,
         batch_size=config.batch_size,
         loss_reduction=config.loss_reduction,
+        loss=config.loss,
         dtype=config.torch_dtype,
         device=device,
+        betas=config.betas,
         momentum=config.momentum,
     )
 
@@ -239,6 +243,10 @@ def run_sweep(
     data = as_measurement_data(_without_empty_heldout(split), device=device, dtype=config.torch_dtype)
     trainer = _new_trainer(config, groups[mine[0]], data, device)  # the network is checked before any write
     information = _information_measurement(config, split, data) if config.measure_ib else None
+    population = None
+    if config.is_modular:
+        population = PopulationMeasurement(config.modulus, config.operation, device=device, dtype=config.torch_dtype,
+                                           chunk_size=config.measure_chunk_size)
     with state.locked():
         _check_directory(config, directory, shard, mine, resume=resume)  # again: it may have changed meanwhile
         if not directory.create_manifest(config.to_dict(), [run_name(run) for run in config.runs()], shard.count):
@@ -249,7 +257,7 @@ def run_sweep(
                 directory.run(run_name(run)).remove_partial_writes()
         checkpoint = state.read_checkpoint(map_location=device) if state.checkpoint_path.is_file() else None
         first = _resume_position(config, directory, mine, checkpoint)
-        loop = _GroupLoop(config, directory, shard, mine, data, information, progress, on_divergence)
+        loop = _GroupLoop(config, directory, shard, mine, data, information, population, progress, on_divergence)
         for position in range(first, len(mine)):
             runs = groups[mine[position]]
             directories = [directory.run(run_name(run)) for run in runs]
@@ -321,10 +329,10 @@ class _GroupLoop:
     """Trains a shard's groups in turn and writes their rows, checkpoints and summaries."""
 
     def __init__(self, config: SweepConfig, directory: SweepDirectory, shard: Shard, mine: list[int], data,
-                 information, progress: ProgressCallback | None, on_divergence: MessageCallback | None):
+                 information, population, progress: ProgressCallback | None, on_divergence: MessageCallback | None):
         self.config, self.directory, self.shard, self.mine = config, directory, shard, mine
         self.state = directory.shard(shard.index, shard.count)
-        self.data, self.information, self.progress = data, information, progress
+        self.data, self.information, self.population, self.progress = data, information, population, progress
         self.on_divergence = on_divergence
         self.session = _Session()
         self.resumed = False
@@ -351,7 +359,12 @@ class _GroupLoop:
                 trainer.train(target - trainer.step)
             diverged = trainer.diverged
             measured = time.perf_counter()
-            rows = measure_runs(trainer, self.data, delta=config.delta, chunk_size=config.measure_chunk_size)
+            rows = measure_runs(trainer, self.data, delta=config.delta, chunk_size=config.measure_chunk_size,
+                                loss=config.loss)
+            if self.population is not None:
+                scales = ([row[name] for row in rows] for name in ("feature_norm_mean", "feature_norm_max"))
+                for row, extra in zip(rows, self.population(trainer, *scales)):
+                    row.update(extra)
             if self.information is not None and target in information_steps:
                 scales = [row["feature_norm_max"] for row in rows]
                 for row, extra in zip(rows, self.information(trainer, scales)):

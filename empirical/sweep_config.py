@@ -8,23 +8,55 @@ entry (seed, lr, weight decay) and ``name``. :meth:`SweepConfig.from_dict` and
 naming the file, never a silent default, so a network or a data split rebuilt from a run directory
 (:meth:`model_spec`, :meth:`load_split`) is the one that was trained. The one exception is a setting
 added after files were written without it (:data:`ADDED_SETTINGS`): it reads as the value that
-reproduces those files (``group_size`` None: the grid was one batched group).
+reproduces those files (``group_size`` None: the grid was one batched group; ``loss`` "mse";
+``betas`` torch's (0.9, 0.999); no ``modulus``/``train_fraction``; ``heads`` 4 and ``ff_width`` None,
+the transformer's 4 heads and feed-forward 256).
+
+Data sets: the image sets of ``empirical.data`` (``mnist``, ``fashion-mnist``, ``cifar10``) and the
+modular-arithmetic tasks ``modular-addition`` (``a + b mod p``) and ``modular-division``
+(``a / b mod p``, ``b != 0``, ``p`` prime), whose population of pairs is finite (``empirical.data.modular``).
+Settings left at ``None`` (and ``heldout_size`` left out) take their data set's default, resolved
+when the config is made, so the files always hold the values used:
+
+=================  ==============================  ==========================================
+setting            image data sets                 modular data sets
+=================  ==============================  ==========================================
+``model``          ``mlp``                         ``modtransformer`` (the only one allowed)
+``modulus``        (must stay None)                97 (Power et al.; Nanda et al. use 113)
+``train_fraction`` (must stay None)                0.3
+``train_size``     1000 (the first N images)       derived: ``round(train_fraction * n)`` of the
+                                                   ``n`` pairs; another value is refused
+``heldout_size``   5000 (None: every unused image) None = every unseen pair (0: no held-out set)
+``batch_size``     100 (0: the whole training set) the whole training set (full batch, Nanda et
+                                                   al.); 0 also means full batch
+``ff_width``       256 (the transformer's)         512 (Nanda et al.)
+``loss_reduction`` ``sum`` for ``mse`` (the paper's), ``mean`` for ``cross-entropy`` (Power et al.)
+=================  ==============================  ==========================================
+
+On a modular data set the pair permutation that splits train from test is seeded by
+``heldout_seed``; the held-out set is the test set (every unseen pair) and metrics.csv gains the
+exact population columns of ``empirical.modular`` (:data:`POPULATION_COLUMNS`).
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import numbers
 import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 import torch
 
+from ncgrok.empirical.data.modular import MODULAR_DATASETS, training_pair_count
+from ncgrok.empirical.data.records import DATASETS
 from ncgrok.empirical.data.splits import DEFAULT_HELDOUT_SIZE, PAPER_TRAIN_SIZE
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
+from ncgrok.empirical.losses import LOSSES, check_loss
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
 from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.modular import POPULATION_COLUMNS
 from ncgrok.empirical.shards import group_slices
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -40,7 +72,26 @@ RUN_KEYS = ("run", "name")
 
 # Settings added after sweep directories were first written, with the value that reproduces the files
 # written before they existed (read in place of a missing key; never written by default).
-ADDED_SETTINGS = {"group_size": None}
+ADDED_SETTINGS = {"group_size": None, "loss": "mse", "betas": [0.9, 0.999], "modulus": None, "train_fraction": None,
+                  "heads": 4, "ff_width": None}
+
+# Defaults of the modular data sets (Power et al. 2022; Nanda et al. 2023 use p = 113).
+DEFAULT_MODULUS = 97
+DEFAULT_TRAIN_FRACTION = 0.3
+DEFAULT_BATCH_SIZE = 100  # of the image data sets (the paper's)
+TORCH_BETAS = (0.9, 0.999)
+NANDA_FF_WIDTH = 512
+
+
+class _DatasetDefault:
+    """The value of a setting left to its data set's default (resolved when the config is made,
+    never stored): for ``heldout_size``, whose ``None`` already means "every unused example"."""
+
+    def __repr__(self) -> str:
+        return "<the data set's default>"
+
+
+DATASET_DEFAULT = _DatasetDefault()
 
 
 def flag_name(setting: str) -> str:
@@ -53,30 +104,40 @@ class SweepConfig:
     """Everything that defines a sweep. Defaults are the paper's main MNIST setting
     (Sakamoto & Sato, Figs. 2-4): MLP 784-200-200-200-10, init x8, summed squared loss, AdamW
     lr 1e-3, batch 100 from the first 1000 training images, 100,000 steps, the paper's logging
-    schedule. ``heldout_size``: 0 for no held-out sample, ``None`` for every unused training image.
+    schedule; the data-set dependent defaults are in the module docstring's table.
+    ``heldout_size``: 0 for no held-out sample, ``None`` for every unused training image.
     ``group_size``: the grid is trained in batched groups of at most this many runs (:meth:`groups`),
     ``None`` for one group; a run's numbers depend on the group it was batched with (floating-point
-    reassociation), so the groups are part of the settings and shards are made of whole groups."""
+    reassociation), so the groups are part of the settings and shards are made of whole groups.
+    ``loss``: ``"mse"`` (squared error to one-hot, the paper's) or ``"cross-entropy"`` (softmax,
+    Power et al.; Nanda et al.); ``betas``: AdamW's (Nanda et al.: (0.9, 0.98)). ``heads`` and
+    ``ff_width``: attention heads and feed-forward width of the transformers."""
 
     dataset: str = "mnist"
     data_dir: str | None = None
-    model: str = "mlp"
+    modulus: int | None = None
+    train_fraction: float | None = None
+    model: str | None = None
     depth: int = 4
     width: int | None = None
+    heads: int = 4
+    ff_width: int | None = None
     init_scale: float | None = None
-    train_size: int = PAPER_TRAIN_SIZE
-    heldout_size: int | None = DEFAULT_HELDOUT_SIZE
+    train_size: int | None = None
+    heldout_size: int | None | _DatasetDefault = DATASET_DEFAULT
     heldout_seed: int = 0
     optimizer: str = "adamw"
     lrs: Sequence[float] = (1e-3,)
     weight_decays: Sequence[float] = (0.01,)
     seeds: Sequence[int] = (0,)
-    batch_size: int = 100
+    batch_size: int | None = None
     steps: int = 100_000
-    loss_reduction: str = "sum"
+    loss: str = "mse"
+    loss_reduction: str | None = None
     dtype: str = "float32"
     device: str = "auto"
     momentum: float = 0.0
+    betas: Sequence[float] = TORCH_BETAS
     log_every: int | None = None
     delta: float = 0.05
     snapshot_steps: Sequence[int] = ()
@@ -90,6 +151,8 @@ class SweepConfig:
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self._resolve_data_settings()
+        self._check_model_settings()
         self.lrs = tuple(float(v) for v in self.lrs)
         self.weight_decays = tuple(float(v) for v in self.weight_decays)
         self.seeds = tuple(int(v) for v in self.seeds)
@@ -105,19 +168,18 @@ class SweepConfig:
             raise ValueError(f"weight_decay must be >= 0, got {list(self.weight_decays)}")
         if self.steps < 1:
             raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
-        if self.batch_size > self.train_size:
-            raise ValueError(f"{flag_name('batch_size')} ({self.batch_size}) cannot exceed "
-                             f"{flag_name('train_size')} ({self.train_size})")
         if self.heldout_size is not None and self.heldout_size < 0:
             raise ValueError(f"heldout_size must be >= 0 (0 = no held-out sample), got {self.heldout_size}")
         if self.log_every is not None and self.log_every < 1:
             raise ValueError(f"log_every must be >= 1, got {self.log_every}")
         if self.dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {self.dtype!r}")
-        if self.loss_reduction not in ("sum", "mean"):
-            raise ValueError(f"loss_reduction must be 'sum' or 'mean', got {self.loss_reduction!r}")
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss (--loss) must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.loss_reduction is None:
+            self.loss_reduction = "sum" if self.loss == "mse" else "mean"
+        check_loss(self.loss, self.loss_reduction)
+        self.betas = _betas(self.betas)
         if self.optimizer not in ("adamw", "sgd"):
             raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {self.optimizer!r}")
         if not 0 < self.delta < 1:
@@ -135,13 +197,94 @@ class SweepConfig:
             raise ValueError(f"{flag_name('snapshot_steps')} must lie in [0, {flag_name('steps')} = {self.steps}], "
                              f"got {list(self.snapshot_steps)}")
 
+    def _resolve_data_settings(self) -> None:
+        """Check the data set and fill in its defaults: ``modulus``, ``train_fraction``, ``model``,
+        ``train_size``, ``heldout_size`` and ``batch_size`` (see the module docstring's table)."""
+        if self.dataset not in DATASETS and self.dataset not in MODULAR_DATASETS:
+            names = ", ".join((*DATASETS, *MODULAR_DATASETS))
+            raise ValueError(f"dataset (--dataset) must be one of {names}, got {self.dataset!r}")
+        if self.is_modular:
+            self._resolve_modular_settings()
+        else:
+            for name in ("modulus", "train_fraction"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{flag_name(name)} applies to --dataset modular-addition or modular-division "
+                                     f"only, not {self.dataset}; leave it out")
+            if self.model == "modtransformer":
+                raise ValueError(f"--model modtransformer reads token pairs: it needs --dataset modular-addition or "
+                                 f"modular-division, not {self.dataset}")
+            self.model = "mlp" if self.model is None else self.model
+            self.train_size = PAPER_TRAIN_SIZE if self.train_size is None else self.train_size
+            if self.heldout_size is DATASET_DEFAULT:
+                self.heldout_size = DEFAULT_HELDOUT_SIZE
+            self.batch_size = DEFAULT_BATCH_SIZE if self.batch_size is None else self.batch_size
+        if not _whole(self.train_size, 1):
+            raise ValueError(f"{flag_name('train_size')} must be a whole number >= 1, got {self.train_size!r}")
+        self.train_size = int(self.train_size)
+        if self.batch_size == 0:  # full batch
+            self.batch_size = self.train_size
+        if not _whole(self.batch_size, 1):
+            raise ValueError(f"{flag_name('batch_size')} must be a whole number >= 1 (0: full batch), "
+                             f"got {self.batch_size!r}")
+        self.batch_size = int(self.batch_size)
+        if self.batch_size > self.train_size:
+            limit = (f"the {self.train_size} training pairs ({flag_name('modulus')} {self.modulus}, "
+                     f"{flag_name('train_fraction')} {self.train_fraction})" if self.is_modular
+                     else f"{flag_name('train_size')} ({self.train_size})")
+            raise ValueError(f"{flag_name('batch_size')} ({self.batch_size}) cannot exceed {limit}; "
+                             f"{flag_name('batch_size')} 0 trains on the full batch")
+
+    def _resolve_modular_settings(self) -> None:
+        if self.model not in (None, "modtransformer"):
+            raise ValueError(f"--dataset {self.dataset} needs --model modtransformer (the 1-layer transformer on token "
+                             f"pairs), got --model {self.model}")
+        self.model = "modtransformer"
+        self.modulus = DEFAULT_MODULUS if self.modulus is None else self.modulus
+        if not _whole(self.modulus, 2):
+            raise ValueError(f"{flag_name('modulus')} must be a whole number >= 2, got {self.modulus!r}")
+        self.modulus = int(self.modulus)
+        if self.train_fraction is None:
+            self.train_fraction = DEFAULT_TRAIN_FRACTION
+        if isinstance(self.train_fraction, bool) or not isinstance(self.train_fraction, (int, float)):
+            raise ValueError(f"{flag_name('train_fraction')} must be a number in (0, 1), got {self.train_fraction!r}")
+        self.train_fraction = float(self.train_fraction)
+        pairs = training_pair_count(self.modulus, self.train_fraction, self.operation)
+        if self.train_size is not None and self.train_size != pairs:
+            raise ValueError(f"{flag_name('train_size')} is derived for --dataset {self.dataset}: {flag_name('modulus')} "
+                             f"{self.modulus} and {flag_name('train_fraction')} {self.train_fraction} give {pairs} "
+                             f"training pairs, not {self.train_size}; leave {flag_name('train_size')} out")
+        self.train_size = pairs
+        if self.heldout_size is DATASET_DEFAULT:
+            self.heldout_size = None
+        if self.heldout_size not in (None, 0):
+            raise ValueError(f"{flag_name('heldout_size')}: the held-out set of --dataset {self.dataset} is every unseen "
+                             f"pair; leave {flag_name('heldout_size')} out (or give 0 for none), got {self.heldout_size!r}")
+        self.batch_size = pairs if self.batch_size is None else self.batch_size
+
+    def _check_model_settings(self) -> None:
+        if not _whole(self.heads, 1):
+            raise ValueError(f"{flag_name('heads')} must be a whole number >= 1, got {self.heads!r}")
+        if self.ff_width is not None and not _whole(self.ff_width, 1):
+            raise ValueError(f"{flag_name('ff_width')} must be a whole number >= 1, got {self.ff_width!r}")
+
     # ------------------------------------------------------------------ what the settings imply
+    @property
+    def is_modular(self) -> bool:
+        """Whether the data set is a modular-arithmetic task (a finite, enumerable population)."""
+        return self.dataset in MODULAR_DATASETS
+
+    @property
+    def operation(self) -> str | None:
+        """``"addition"`` or ``"division"`` for a modular data set, else None."""
+        return MODULAR_DATASETS.get(self.dataset)
+
     def information_settings(self) -> InformationSettings:
         return InformationSettings(sigma=self.ib_sigma, sample_size=self.ib_samples)
 
     def columns(self) -> tuple[str, ...]:
         """Column names of every run's metrics.csv."""
-        return ("step",) + METRIC_COLUMNS + (INFORMATION_COLUMNS if self.measure_ib else ())
+        return (("step",) + METRIC_COLUMNS + (POPULATION_COLUMNS if self.is_modular else ())
+                + (INFORMATION_COLUMNS if self.measure_ib else ()))
 
     def information_steps(self) -> set[int]:
         """Logged steps that also carry the --measure-ib columns: every ``ib_every``-th logged step
@@ -178,6 +321,9 @@ class SweepConfig:
 
     def model_spec(self, input_shape: Sequence[int], num_classes: int) -> ModelSpec:
         """The network of every run, for data with examples of shape ``input_shape``."""
+        ff_width = self.ff_width
+        if ff_width is None:
+            ff_width = NANDA_FF_WIDTH if self.model == "modtransformer" else ModelSpec.ff_width
         return ModelSpec(
             arch=self.model,
             input_shape=tuple(int(s) for s in input_shape),
@@ -185,13 +331,23 @@ class SweepConfig:
             width=self.width,
             depth=self.depth,
             init_scale=self.init_scale,
+            heads=self.heads,
+            ff_width=ff_width,
         )
 
     def load_split(self, *, data_dir: str | os.PathLike | None = None) -> Any:
-        """The data split the sweep trains on (``empirical.data.paper_split``); ``data_dir``
+        """The data split the sweep trains on (``empirical.data.paper_split``, or for a modular data set
+        ``empirical.data.population_split`` of its pairs split with ``heldout_seed``); ``data_dir``
         overrides the stored data directory (the data may have moved since)."""
-        from ncgrok.empirical.data import paper_split  # the data layer is needed only here
+        from ncgrok.empirical.data import modular_split, paper_split, population_split  # needed only here
 
+        if self.is_modular:
+            split = population_split(modular_split(self.operation, self.modulus, self.train_fraction,
+                                                   seed=self.heldout_seed), self.dataset)
+            if self.heldout_size == 0:
+                split = dataclasses.replace(split, heldout_x=split.heldout_x[:0], heldout_y=split.heldout_y[:0],
+                                            heldout_indices=split.heldout_indices[:0])
+            return split
         return paper_split(
             self.dataset,
             train_size=self.train_size,
@@ -204,7 +360,7 @@ class SweepConfig:
     def to_dict(self) -> dict[str, Any]:
         """The settings as plain JSON values (what ``sweep.json`` stores under ``config``)."""
         payload = dataclasses.asdict(self)
-        for key in ("lrs", "weight_decays", "seeds", "snapshot_steps"):
+        for key in ("lrs", "weight_decays", "seeds", "snapshot_steps", "betas"):
             payload[key] = list(payload[key])
         return payload
 
@@ -246,6 +402,22 @@ class SweepConfig:
             for key in ours
             if key not in RESUMABLE_DIFFERENCES and ours[key] != theirs[key]
         ]
+
+
+def _whole(value: Any, minimum: int) -> bool:
+    """Whether ``value`` is an integer (not a bool) of at least ``minimum``."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+
+
+def _betas(value: Any) -> tuple[float, float]:
+    """AdamW's betas as two floats in [0, 1)."""
+    try:
+        betas = tuple(float(v) for v in value)
+    except (TypeError, ValueError):
+        betas = ()
+    if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+        raise ValueError(f"betas (--betas) must be two numbers in [0, 1), got {value!r}")
+    return betas
 
 
 def _as_json(payload: dict[str, Any]) -> dict[str, Any]:

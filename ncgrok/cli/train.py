@@ -20,26 +20,43 @@ PROTOCOL = (
     "Defaults are the paper's main setting (Sakamoto & Sato, arXiv:2509.20829, Figs. 2-4): the first "
     "1000 MNIST training images, MLP 784-200-200-200-10 with every parameter x8 at init, squared error "
     "to one-hot summed over batch and outputs, AdamW lr 1e-3, batch 100 by per-epoch shuffling, "
-    "100,000 steps, logged every step below 30, every 10 below 150, then every steps//150."
+    "100,000 steps, logged every step below 30, every 10 below 150, then every steps//150. "
+    "--dataset modular-addition / modular-division train the 1-layer transformer of Nanda et al. "
+    "(modtransformer) on the pairs mod --modulus, full batch, and log the exact population columns."
 )
 
 
 def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     data = parser.add_argument_group("data")
-    data.add_argument("--dataset", default="mnist", choices=("mnist", "fashion-mnist", "cifar10"),
-                      help="data set to train on (default mnist; get it with `ncgrok data fetch`)")
+    data.add_argument("--dataset", default="mnist",
+                      choices=("mnist", "fashion-mnist", "cifar10", "modular-addition", "modular-division"),
+                      help="data set to train on (default mnist; get the images with `ncgrok data fetch`); "
+                           "modular-addition (a + b mod p) and modular-division (a / b mod p, b != 0, p prime) "
+                           "are generated: every pair, split by --train-fraction")
+    data.add_argument("--modulus", type=options.count(2), default=None,
+                      help="modular data sets: the modulus p, at most 257 (default 97; Nanda et al. use 113)")
+    data.add_argument("--train-fraction", type=options.probability, default=None,
+                      help="modular data sets: fraction of the pairs trained on, in (0, 1) (default 0.3); the "
+                           "other pairs are the test and held-out set")
     data.add_argument("--data-dir", type=options.path_text, default=None,
                       help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data; for cifar10 the "
                            "archive or extracted folder)")
-    data.add_argument("--train-size", type=options.positive_count, default=1000,
-                      help="the FIRST N training images (default 1000)")
-    data.add_argument("--heldout-size", type=options.non_negative_count, default=5000,
-                      help="held-out population sample from the unused training images (0 = none; default 5000)")
+    data.add_argument("--train-size", type=options.positive_count, default=None,
+                      help="the FIRST N training images (default 1000); modular data sets derive it from "
+                           "--train-fraction, leave it out")
+    data.add_argument("--heldout-size", type=options.non_negative_count, default=None,
+                      help="held-out population sample from the unused training images (0 = none; default 5000); "
+                           "modular data sets: every unseen pair (0 = none)")
     model = parser.add_argument_group("model")
-    model.add_argument("--model", default="mlp", choices=("mlp", "cnn", "transformer", "resnet18"),
-                       help="network architecture (default mlp, the paper's)")
+    model.add_argument("--model", default=None, choices=("mlp", "cnn", "transformer", "resnet18", "modtransformer"),
+                       help="network architecture (default mlp, the paper's; modtransformer, Nanda et al.'s 1-layer "
+                            "transformer, for the modular data sets and only those)")
     model.add_argument("--depth", type=options.positive_count, default=4, help="MLP linear layers (4 = 784-200-200-200-10; 3 = released config)")
     model.add_argument("--width", type=options.positive_count, default=None, help="hidden width (default: architecture's)")
+    model.add_argument("--heads", type=options.positive_count, default=4,
+                       help="transformer/modtransformer attention heads, dividing --width (default 4)")
+    model.add_argument("--ff-width", type=options.positive_count, default=None,
+                       help="transformer/modtransformer feed-forward width (default 256; 512 for modtransformer)")
     model.add_argument("--init-scale", type=options.positive_number, default=None,
                        help="large-init multiplier (default 8; 1 for resnet18)")
     optim = parser.add_argument_group("optimisation")
@@ -47,12 +64,20 @@ def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
                        help="AdamW with decoupled weight decay (default, the paper's) or SGD with coupled L2 decay")
     optim.add_argument("--momentum", type=options.number(0, 1, high_open=True), default=0.0,
                        help="SGD momentum, in [0, 1) (default 0)")
-    optim.add_argument("--batch-size", type=options.positive_count, default=100,
-                       help="examples per step, at most --train-size (default 100)")
+    optim.add_argument("--batch-size", type=options.non_negative_count, default=None,
+                       help="examples per step, at most --train-size; 0 = full batch (default 100; modular data "
+                            "sets: full batch)")
+    optim.add_argument("--betas", type=options.number(0, 1, high_open=True), nargs=2, default=[0.9, 0.999],
+                       metavar=("BETA1", "BETA2"),
+                       help="AdamW's betas, each in [0, 1) (default 0.9 0.999, torch's; Nanda et al.: 0.9 0.98)")
     optim.add_argument("--steps", type=options.positive_count, default=100_000,
                        help="optimizer steps (default 100000)")
-    optim.add_argument("--loss-reduction", default="sum", choices=("sum", "mean"),
-                       help="sum over batch and outputs (paper) or mean")
+    optim.add_argument("--loss", default="mse", choices=("mse", "cross-entropy"),
+                       help="mse: squared error to one-hot (default, the paper's); cross-entropy: softmax "
+                            "cross-entropy (Power et al., Nanda et al.)")
+    optim.add_argument("--loss-reduction", default=None, choices=("sum", "mean"),
+                       help="sum over batch (and outputs) or mean, as torch's reduction (default: sum for mse, the "
+                            "paper's; mean for cross-entropy)")
     optim.add_argument("--dtype", default="float32", choices=("float32", "float64"),
                        help="floating-point precision of training (default float32)")
     optim.add_argument("--device", type=options.device, default="auto", help="auto (GPU if present), cpu, cuda, cuda:1, ...")
@@ -119,25 +144,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
     from ncgrok.empirical.sweep_config import SweepConfig
 
+    # --heldout-size left out: the data set's default (None already means "every unused image")
+    heldout = {} if args.heldout_size is None else {"heldout_size": args.heldout_size}
     return SweepConfig(
         dataset=args.dataset,
         data_dir=args.data_dir,
+        modulus=args.modulus,
+        train_fraction=args.train_fraction,
         model=args.model,
         depth=args.depth,
         width=args.width,
+        heads=args.heads,
+        ff_width=args.ff_width,
         init_scale=args.init_scale,
         train_size=args.train_size,
-        heldout_size=args.heldout_size,
+        **heldout,
         optimizer=args.optimizer,
         lrs=lrs,
         weight_decays=weight_decays,
         seeds=seeds,
         batch_size=args.batch_size,
         steps=args.steps,
+        loss=args.loss,
         loss_reduction=args.loss_reduction,
         dtype=args.dtype,
         device=args.device,
         momentum=args.momentum,
+        betas=args.betas,
         log_every=args.log_every,
         delta=args.delta,
         snapshot_steps=args.snapshot_steps,

@@ -1,4 +1,5 @@
-"""Modular addition: the data split, the 1-layer transformer in the batched engine, exact population variance."""
+"""Modular arithmetic: the data splits (addition, division), the 1-layer transformer in the batched engine,
+exact population statistics."""
 from __future__ import annotations
 
 import itertools
@@ -8,9 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ncgrok.empirical.data import modular_addition_split
+from ncgrok.empirical.data import (
+    Split,
+    modular_addition_split,
+    modular_division_split,
+    population_pairs,
+    population_split,
+)
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig
-from ncgrok.empirical.modular import exact_population_variance
+from ncgrok.empirical.modular import PopulationMeasurement, exact_population_variance
 from ncgrok.empirical.models import ModelSpec, build_module
 
 # ----------------------------------------------------------------------------- data
@@ -49,6 +56,44 @@ def test_split_is_seeded():
 def test_bad_fraction_is_refused(fraction):
     with pytest.raises(ValueError, match="train_fraction"):
         modular_addition_split(11, fraction)
+
+
+@pytest.mark.parametrize("modulus, fraction, seed", [(11, 0.3, 0), (7, 0.5, 3), (13, 0.9, 1), (2, 0.5, 0)])
+def test_division_every_pair_with_nonzero_divisor_appears_exactly_once(modulus, fraction, seed):
+    split = modular_division_split(modulus, fraction, seed=seed)
+    seen = [tuple(r) for r in split.train_pairs.tolist()] + [tuple(r) for r in split.test_pairs.tolist()]
+    assert sorted(seen) == [(a, b) for a in range(modulus) for b in range(1, modulus)]
+    assert len(split.train_pairs) == round(fraction * modulus * (modulus - 1))
+
+
+def test_division_labels_against_brute_force_search():
+    p = 13
+    split = modular_division_split(p, 0.4, seed=2)
+    for pairs, x, y in ((split.train_pairs, split.train_x, split.train_y), (split.test_pairs, split.test_x, split.test_y)):
+        for (a, b), xi, yi in zip(pairs.tolist(), x, y.tolist()):
+            assert [c for c in range(p) if (c * b) % p == a] == [yi]  # the one c with c * b = a mod p
+            expected = np.zeros((3, p + 1), dtype=np.float32)
+            expected[0, a] = expected[1, b] = expected[2, p] = 1.0
+            assert np.array_equal(xi, expected)
+    labels = np.concatenate([split.train_y, split.test_y])
+    assert np.bincount(labels, minlength=p).tolist() == [p - 1] * p  # every class p - 1 times: exact priors 1/p
+
+
+@pytest.mark.parametrize("modulus, match", [(12, "prime"), (1, ">= 2"), (263, "at most 257")])
+def test_division_refuses_a_bad_modulus(modulus, match):
+    with pytest.raises(ValueError, match=match):
+        modular_division_split(modulus, 0.5)
+
+
+@pytest.mark.parametrize("make, operation", [(modular_addition_split, "addition"), (modular_division_split, "division")])
+def test_population_split_is_train_and_every_unseen_pair_twice(make, operation):
+    split = make(7, 0.4, seed=1)
+    as_split = population_split(split, f"modular-{operation}")
+    assert isinstance(as_split, Split) and as_split.num_classes == 7 and as_split.name == f"modular-{operation}"
+    assert as_split.train_x is split.train_x and as_split.train_size == len(split.train_pairs)
+    for x, y in ((as_split.test_x, as_split.test_y), (as_split.heldout_x, as_split.heldout_y)):
+        assert np.array_equal(x, split.test_x) and np.array_equal(y, split.test_y)
+    assert np.array_equal(population_pairs(7, operation)[as_split.heldout_indices], split.test_pairs)
 
 
 # ----------------------------------------------------------------------------- model and engine
@@ -137,15 +182,20 @@ def test_vmap_batched_equals_alone_float64():
 # ----------------------------------------------------------------------------- exact population variance
 
 
-def _direct_variance(module, p, pairs, scale):
-    """Def. 3.1 by hand: numpy, class by class, from a plain module's representation."""
+def _direct_outputs(module, p, pairs):
+    """Logits and representation of a plain module on pairs encoded by hand."""
     x = np.zeros((len(pairs), 3, p + 1))
     for i, (a, b) in enumerate(pairs):
         x[i, 0, a] = x[i, 1, b] = x[i, 2, p] = 1.0
     with torch.no_grad():
-        _, rep = module.eval()(torch.from_numpy(x), with_representation=True)
-    g = rep.numpy() / scale
-    labels = np.array([(a + b) % p for a, b in pairs])
+        logits, rep = module.eval()(torch.from_numpy(x), with_representation=True)
+    return logits.numpy(), rep.numpy()
+
+
+def _direct_variance(module, p, pairs, scale, labels=None):
+    """Def. 3.1 by hand: numpy, class by class, from a plain module's representation."""
+    g = _direct_outputs(module, p, pairs)[1] / scale
+    labels = np.array([(a + b) % p for a, b in pairs]) if labels is None else np.asarray(labels)
     total, classes = 0.0, sorted(set(labels.tolist()))
     for c in classes:
         block = g[labels == c]
@@ -168,6 +218,33 @@ def test_exact_population_variance_against_numpy():
         assert got[r] == pytest.approx(_direct_variance(module, P, everything, scales[r]), rel=1e-10)
         assert got_test[r] == pytest.approx(_direct_variance(module, P, split.test_pairs.tolist(), scales[r]), rel=1e-10)
     assert got[0] != pytest.approx(got[1], rel=1e-3)
+
+
+@pytest.mark.parametrize("operation", ["addition", "division"])
+def test_population_measurement_against_numpy(operation):
+    """The sweep's exact population columns against numpy on pairs enumerated and labelled by hand
+    (division labels by searching c with c * b = a mod p); float64, so 1e-10 is rounding only."""
+    split = modular_division_split(P, 0.5, seed=0) if operation == "division" else modular_addition_split(P, 0.5, seed=0)
+    x, y = torch.from_numpy(split.train_x), torch.from_numpy(split.train_y)
+    runs = [RunConfig(seed=s, lr=1e-2, weight_decay=1.0) for s in (0, 1)]
+    trainer = BatchedTrainer(SMALL, runs, x, y, batch_size=len(y), dtype=torch.float64, device="cpu")
+    trainer.train(5)
+    means, sups = [1.5, 0.7], [3.0, float("nan")]  # a NaN scale: a diverged run's column is NaN
+    measure = PopulationMeasurement(P, operation, dtype=torch.float64, chunk_size=10)  # 10: merged across chunks
+    rows = measure(trainer, means, sups)
+    pairs = [(a, b) for a in range(P) for b in range(P) if operation == "addition" or b != 0]
+    if operation == "addition":
+        labels = [(a + b) % P for a, b in pairs]
+    else:
+        labels = [next(c for c in range(P) if (c * b) % P == a) for a, b in pairs]
+    for r, row in enumerate(rows):
+        module = trainer.run_module(r)
+        assert row["population_within_var"] == pytest.approx(_direct_variance(module, P, pairs, means[r], labels), rel=1e-10)
+        logits = _direct_outputs(module, P, pairs)[0]
+        assert row["population_acc"] == np.mean(logits.argmax(axis=1) == np.array(labels))
+    assert rows[0]["population_within_var_sup"] == pytest.approx(
+        _direct_variance(trainer.run_module(0), P, pairs, 3.0, labels), rel=1e-10)
+    assert np.isnan(rows[1]["population_within_var_sup"])
 
 
 def test_population_variance_refuses_other_models():

@@ -12,6 +12,7 @@ import pytest
 from ncgrok.empirical import runs
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS
 from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.modular import POPULATION_COLUMNS
 from ncgrok.empirical.runs import (
     METRICS_SCHEMA,
     REQUIRED_METRICS,
@@ -29,7 +30,7 @@ HEADER = "step,train_loss,train_acc,test_acc,rnc1"
 
 def test_schema_documents_exactly_the_columns_ncgrok_writes():
     names = [column.name for column in METRICS_SCHEMA]
-    assert names == ["step", *METRIC_COLUMNS, *INFORMATION_COLUMNS]
+    assert names == ["step", *METRIC_COLUMNS, *POPULATION_COLUMNS, *INFORMATION_COLUMNS]
     assert REQUIRED_METRICS == ("step", "train_acc", "test_acc", "rnc1")
     assert all(column.meaning for column in METRICS_SCHEMA)
 

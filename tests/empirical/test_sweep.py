@@ -9,6 +9,7 @@ import pytest
 import ncgrok
 from ncgrok.empirical.data import resolve_data_dir
 from ncgrok.empirical.measure import METRIC_COLUMNS
+from ncgrok.empirical.models import ModelSpec
 from ncgrok.empirical.runs import read_metrics, read_metrics_rows
 from ncgrok.empirical.sweep import SweepConfig, run_sweep
 
@@ -213,3 +214,47 @@ def test_heldout_size_zero_means_no_heldout_sample(tmp_path, monkeypatch):
     for column in ("heldout_within_var", "heldout_radius", "cantelli_bound"):
         assert np.all(np.isnan(metrics[column])), column
     assert Config is SweepConfig  # empirical.sweep re-exports the settings class
+
+
+# The settings of small_config() as sweep.json stored them before loss, betas, heads, ff_width,
+# modulus and train_fraction existed (copied from a sweep.json written by that version).
+SETTINGS_BEFORE_MODULAR = {
+    "dataset": "mnist", "data_dir": None, "model": "mlp", "depth": 3, "width": 12, "init_scale": 2.0,
+    "train_size": 60, "heldout_size": 5000, "heldout_seed": 0, "optimizer": "adamw", "lrs": [0.01],
+    "weight_decays": [0.1, 0.01], "seeds": [0, 1], "batch_size": 20, "steps": 40, "loss_reduction": "sum",
+    "dtype": "float32", "device": "cpu", "momentum": 0.0, "log_every": 5, "delta": 0.05, "snapshot_steps": [10],
+    "checkpoint_seconds": 0.0, "measure_chunk_size": 512, "measure_ib": False, "ib_sigma": 0.1, "ib_samples": 2000,
+    "ib_every": 1, "group_size": None, "extra": {},
+}
+NEW_SETTINGS = ("loss", "betas", "heads", "ff_width", "modulus", "train_fraction")
+
+
+def test_settings_written_before_the_modular_settings_load_as_they_were():
+    config = SweepConfig.from_dict(SETTINGS_BEFORE_MODULAR, source="old/sweep.json")
+    assert config == small_config()
+    assert (config.loss, config.betas, config.modulus, config.train_fraction) == ("mse", (0.9, 0.999), None, None)
+    transformer = SweepConfig.from_dict({**SETTINGS_BEFORE_MODULAR, "model": "transformer", "width": 8},
+                                        source="old/sweep.json")
+    assert transformer.model_spec((1, 4, 4), 3) == ModelSpec(arch="transformer", input_shape=(1, 4, 4), num_classes=3,
+                                                             width=8, depth=3, init_scale=2.0)  # heads 4, ff 256
+
+
+@pytest.mark.cpu_kernels
+def test_a_sweep_written_before_the_modular_settings_resumes(tmp_path):
+    """An interrupted sweep whose sweep.json and config.json files lack the new settings continues to
+    the same metrics.csv as an uninterrupted one."""
+    split = synthetic_split()
+    straight = run_sweep(small_config(), tmp_path / "straight", split=split)
+    old = tmp_path / "old"
+    run_sweep(small_config(), old, split=split, stop_after_step=15)
+    for path in [old / "sweep.json", *old.glob("*/config.json")]:
+        payload = json.loads(path.read_text())
+        settings = payload["config"] if path.name == "sweep.json" else payload
+        for key in NEW_SETTINGS:
+            del settings[key]
+        path.write_text(json.dumps(payload))
+    assert json.loads((old / "sweep.json").read_text())["config"] == SETTINGS_BEFORE_MODULAR
+    resumed = run_sweep(small_config(), old, split=split, resume=True)
+    assert resumed.resumed_from == 15
+    for a, b in zip(straight.run_dirs, resumed.run_dirs):
+        assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
