@@ -25,6 +25,9 @@ __all__ = ["SCALES", "Stage", "Preset", "PRESETS", "get_preset", "PAPER_WEIGHT_D
 SCALES = ("reduced", "full")
 PAPER_WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 PAPER_SEEDS = (0, 1, 2, 3, 4)
+REDUCED_MODULUS = 31
+REDUCED_FRACTION = 0.5
+REDUCED_MODULAR_STEPS = 6_000
 
 PAPER = "Sakamoto & Sato, arXiv:2509.20829"
 POWER = "Power et al. 2022, arXiv:2201.02177"
@@ -160,6 +163,37 @@ def _omnigrok_claims(runs: Mapping[str, Sequence[RunCurves]], context: Mapping[s
             pc.grokking_gap(runs["paper"], source=_source(f"{PAPER}, Fig. 2"))]
 
 
+# ---------------------------------------------------------------------------------------------- modular
+
+
+def _modular(operation: str, **changes: Any) -> SweepConfig:
+    """Nanda et al.'s setting: 1-layer transformer (d_model 128, 4 heads, MLP 512, no LayerNorm), softmax
+    cross-entropy, full-batch AdamW lr 1e-3, weight decay 1, betas (0.9, 0.98)."""
+    settings = dict(dataset=f"modular-{operation}", model="modtransformer", loss="cross-entropy", betas=(0.9, 0.98),
+                    lrs=(1e-3,), weight_decays=(1.0,), seeds=(0, 1), batch_size=0, modulus=113, train_fraction=0.3,
+                    steps=25_000)
+    return SweepConfig(**{**settings, **changes})
+
+
+MODULAR_REDUCED = dict(modulus=REDUCED_MODULUS, train_fraction=REDUCED_FRACTION, steps=REDUCED_MODULAR_STEPS)
+
+
+def _modular_stages(operation: str) -> Callable[[str], tuple[Stage, ...]]:
+    def stages(scale: str) -> tuple[Stage, ...]:
+        if scale == "full":
+            return (Stage("p113", _modular(operation)),)
+        return (Stage(f"p{REDUCED_MODULUS}", _modular(operation, **MODULAR_REDUCED)),)
+
+    return stages
+
+
+def _modular_claims(runs: Mapping[str, Sequence[RunCurves]], context: Mapping[str, Any]) -> list[ClaimResult]:
+    (stage,) = runs.values()
+    return [pc.grokking_gap(stage, source=_source(f"{POWER}, Fig. 1; {NANDA}, Fig. 2", "published")),
+            pc.population_collapse(stage, source=_source(f"{PAPER}, Thm. 4.1 and Sec. 5 (applied to a finite task)",
+                                                         "reconstructed"))]
+
+
 # ---------------------------------------------------------------------------------------------- registry
 
 PRESETS: dict[str, Preset] = {
@@ -200,6 +234,28 @@ PRESETS: dict[str, Preset] = {
             _fig9_stages, _fig9_claims,
             "lambda 0.1 and 0.01, 1 seed, 2,000 steps, 1000 training images (full: 6 weight decays, 5 seeds, "
             "100,000 steps, training sizes 1000 and 3000)",
+        ),
+        Preset(
+            "modular-addition", f"{POWER}; {NANDA}",
+            "a + b mod p: the training pairs are fitted within about 1,500 full-batch steps while test accuracy stays "
+            "near chance, then test accuracy rises to about 100% (Nanda et al., p = 113, 30% of pairs: the cleanup "
+            "phase ends near step 13,000)",
+            "grokking-gap holds; population-collapse holds (the exact population variance falls after the fit)",
+            _modular_stages("addition"), _modular_claims,
+            f"p = {REDUCED_MODULUS}, {REDUCED_FRACTION:.0%} of the pairs for training, {REDUCED_MODULAR_STEPS:,} steps, 2 seeds "
+            "(full: p = 113, 30%, 25,000 steps). The held-out columns are the unseen pairs themselves, so r1-cantelli "
+            "and r4-transfer are exact there (class variances with the n_c - 1 denominator, a conservative bound)",
+            datasets=("modular-addition",),
+        ),
+        Preset(
+            "modular-division", POWER,
+            "a / b mod p (b != 0) groks like addition; Power et al. report it among the operations that need the "
+            "largest training fraction",
+            "grokking-gap holds; population-collapse holds",
+            _modular_stages("division"), _modular_claims,
+            f"p = {REDUCED_MODULUS}, {REDUCED_FRACTION:.0%} of the pairs, {REDUCED_MODULAR_STEPS:,} steps, 2 seeds "
+            "(full: p = 113, 30%, 25,000 steps)",
+            datasets=("modular-division",),
         ),
         Preset(
             "omnigrok-mnist", f"{LIU}, Sec. 3 (MNIST)",
