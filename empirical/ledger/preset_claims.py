@@ -153,15 +153,16 @@ def grokking_gap(runs: Sequence[RunCurves], *, source: Source, ratio: float = GA
 # collapse after the fit, and which collapse measure tracks the test accuracy
 
 
-def _rnc1_log_ratio(run: RunCurves, fit_threshold: float = FIT_THRESHOLD) -> float | None:
-    if not run.has("train_acc", "rnc1"):
+def _log_ratio_after_fit(run: RunCurves, column: str, fit_threshold: float = FIT_THRESHOLD) -> float | None:
+    """``log(column at the last log / column at the fit)``; ``None`` if the run never fits or a value is not positive."""
+    if not run.has("train_acc", column):
         return None
-    steps, rnc1 = run["step"], run["rnc1"]
+    steps, values = run["step"], run[column]
     fit = first_fit_step(steps, run["train_acc"], threshold=fit_threshold)
     if fit is None:
         return None
-    at_fit = rnc1[int(np.flatnonzero(steps == fit)[0])]
-    last = rnc1[np.isfinite(rnc1)][-1]
+    at_fit = values[int(np.flatnonzero(steps == fit)[0])]
+    last = values[np.isfinite(values)][-1]
     if not (at_fit > 0 and last > 0):
         return None
     return float(math.log(last / at_fit))
@@ -170,7 +171,7 @@ def _rnc1_log_ratio(run: RunCurves, fit_threshold: float = FIT_THRESHOLD) -> flo
 def rnc1_falls_after_fit(runs: Sequence[RunCurves], *, source: Source, decays: Sequence[float] | None = None,
                          resamples: int = 2000, seed: int = 0) -> ClaimResult:
     """``rnc1-falls-after-fit``: training RNC1 keeps falling after the fit (at ``decays``, default all)."""
-    sets, kept, missing = _per_level(runs, _rnc1_log_ratio, decays)
+    sets, kept, missing = _per_level(runs, lambda run: _log_ratio_after_fit(run, "rnc1"), decays)
     where = "" if decays is None else f" at lambda {', '.join(f'{d:g}' for d in decays)}"
     criterion = ("holds: the 95% within-level bootstrap interval of the mean log(RNC1 last / RNC1 at the fit) lies "
                  "below 0; fails: it lies at or above 0")
@@ -287,20 +288,6 @@ def pair_margin_separation(margins: Sequence, *, source: Source) -> ClaimResult:
 # the exact population of a finite task (modular arithmetic)
 
 
-def _population_log_ratio(run: RunCurves, fit_threshold: float = FIT_THRESHOLD) -> float | None:
-    if not run.has("train_acc", "population_within_var"):
-        return None
-    steps, population = run["step"], run["population_within_var"]
-    fit = first_fit_step(steps, run["train_acc"], threshold=fit_threshold)
-    if fit is None:
-        return None
-    at_fit = population[int(np.flatnonzero(steps == fit)[0])]
-    last = population[np.isfinite(population)][-1]
-    if not (at_fit > 0 and last > 0):
-        return None
-    return float(math.log(last / at_fit))
-
-
 def _transfer_gaps(runs: Sequence[RunCurves], fit_threshold: float = FIT_THRESHOLD) -> str:
     """The exact gap population_within_var - rnc1 (same scale) at the fit and at the last log, per run."""
     parts = []
@@ -323,7 +310,7 @@ def population_collapse(runs: Sequence[RunCurves], *, source: Source, resamples:
     task evaluated, nothing estimated) falls after the fit. On such a task this is the quantity the
     paper's argument is about (training collapse transferring to the population, Thm. 4.1), measured
     without sampling error; the exact gap to the training RNC1 is reported in the detail."""
-    sets, decays, missing = _per_level(runs, _population_log_ratio)
+    sets, decays, missing = _per_level(runs, lambda run: _log_ratio_after_fit(run, "population_within_var"))
     criterion = ("holds: the 95% within-level bootstrap interval of the mean log(V_pop last / V_pop at the fit) lies "
                  "below 0; fails: it lies at or above 0 (V_pop: exact population within-class variance, "
                  "population_within_var)")

@@ -126,3 +126,19 @@ def test_pair_margin_separation_both_ways():
     assert pc.pair_margin_separation([_margins(0.6, 0.95), _margins(0.9, 0.8)], source=SOURCE).verdict == "fails"
     assert pc.pair_margin_separation([_margins(0.6, 0.62)], source=SOURCE).verdict == "inconclusive"
     assert pc.pair_margin_separation([], source=SOURCE).verdict == "not_applicable"
+
+
+def test_population_collapse_both_ways_and_reports_the_exact_gap():
+    def with_population(run, values):
+        return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon,
+                         {**run.columns, "population_within_var": values(run)})
+
+    base = _grokking()
+    falling = [with_population(run, lambda r: r["rnc1"] + 0.05) for run in base]
+    result = pc.population_collapse(falling, source=SOURCE)
+    assert result.verdict == "holds" and result.statistic < 0
+    assert "exact gap V_pop - RNC1" in result.detail and "0.05 at the fit" in result.detail
+    rising = [with_population(run, lambda r: 0.1 + r["step"] / 1e6) for run in base]
+    assert pc.population_collapse(rising, source=SOURCE).verdict == "fails"
+    # image runs have no exact population column: nothing to judge
+    assert pc.population_collapse(base, source=SOURCE).verdict == "inconclusive"
