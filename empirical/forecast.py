@@ -54,6 +54,8 @@ __all__ = [
     "calibrate",
     "forecast_run",
     "forecast_runs",
+    "curves_through",
+    "replay",
     "backtest",
 ]
 
@@ -90,6 +92,9 @@ class Calibration:
     names: tuple[str, ...] = ()
     deltas: tuple[float, ...] = ()
     constants: tuple[float, ...] = ()
+
+    def __add__(self, other: "Calibration") -> "Calibration":
+        return Calibration(self.names + other.names, self.deltas + other.deltas, self.constants + other.constants)
 
     def without(self, name: str) -> "Calibration":
         keep = [i for i, n in enumerate(self.names) if n != name]
@@ -289,6 +294,20 @@ def forecast_runs(runs: Sequence[RunCurves], *, at: float | None = None, forecas
     calibration = calibrate(list(runs) + list(calibration_runs), settings.signal)
     return [forecast_run(run, calibration.without(run.name), at=at, forecaster=forecaster, settings=settings)
             for run in runs]
+
+
+def curves_through(run: RunCurves, step: float) -> RunCurves:
+    """``run`` as it was when ``step`` had just been logged: every column cut to the rows at steps <= ``step``."""
+    keep = np.asarray(run.columns["step"], dtype=float) <= step
+    columns = {name: np.asarray(values)[keep] for name, values in run.columns.items()}
+    return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon, columns, run.status)
+
+
+def replay(run: RunCurves, calibration: Calibration, *, settings: ForecastSettings = ForecastSettings()) -> list[Forecast]:
+    """Every forecaster at every logged step of ``run`` (in step order, forecasters in :data:`FORECASTERS`
+    order), as a live forecast would have said with ``calibration`` (which should not contain ``run``)."""
+    return [forecast_run(run, calibration, at=float(step), forecaster=name, settings=settings)
+            for step in np.asarray(run.columns["step"], dtype=float) for name in FORECASTERS]
 
 
 # ---------------------------------------------------------------------------------------------- backtest
