@@ -190,21 +190,23 @@ def test_a_resumed_run_writes_the_forecast_csv_of_an_uninterrupted_one(tmp_path,
         # group 0's last metrics row and checkpoint were written, the process died before its forecast
         state = train_group(plan, groups, 0, stop=LAST)
         train_group(plan, groups, 0, LAST, None, state, update=False)
-        resume_group, checkpoint = 1, None
+        crashed, crash_row, checkpoint = 0, LAST, None
     else:
         forecasting = session != "resumed with --forecast"
         state = train_group(plan, groups, 0, update=forecasting)
         state = train_group(plan, groups, 1, 0, 30, state, update=forecasting)
         train_group(plan, groups, 1, 30, 31, state, update=False)  # row 30 logged, then the crash
-        resume_group, checkpoint = 1, {"cut back": 20, "checkpoint at the crash": 30, "resumed with --forecast": 30}[session]
-    torn = plan.groups[resume_group][0].directory.forecast_path
+        crashed, crash_row = 1, 30
+        checkpoint = {"cut back": 20, "checkpoint at the crash": 30, "resumed with --forecast": 30}[session]
+    torn = plan.groups[crashed][0].directory.forecast_path
     if torn.exists():  # (a session without --forecast has no forecast.csv to tear)
-        with open(torn, "ab") as stream:
-            stream.write(b"4200,variance-cross")  # a torn last line (a crash inside an append)
+        with open(torn, "a") as stream:  # the crash inside the append of the crash row's two forecasts
+            stream.write(f"{crash_row * EVERY},variance-crossing,forecast,1.0,0.5,2.0,rnc1,0,made up\n"
+                         f"{crash_row * EVERY},r6-la")
     if checkpoint is None:
         train_group(plan, groups, 1)  # group 1 starts anew in the resumed process
     else:
-        for run in plan.groups[resume_group]:
+        for run in plan.groups[1]:
             MetricsTable(run.directory.metrics_path, COLUMNS).truncate_after(checkpoint * EVERY)
         train_group(plan, groups, 1, checkpoint + 1)
     assert listing(root) == whole
