@@ -55,7 +55,6 @@ __all__ = [
     "forecast_run",
     "forecast_runs",
     "curves_through",
-    "replay",
     "backtest",
 ]
 
@@ -301,13 +300,6 @@ def curves_through(run: RunCurves, step: float) -> RunCurves:
     keep = np.asarray(run.columns["step"], dtype=float) <= step
     columns = {name: np.asarray(values)[keep] for name, values in run.columns.items()}
     return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon, columns, run.status)
-
-
-def replay(run: RunCurves, calibration: Calibration, *, settings: ForecastSettings = ForecastSettings()) -> list[Forecast]:
-    """Every forecaster at every logged step of ``run`` (in step order, forecasters in :data:`FORECASTERS`
-    order), as a live forecast would have said with ``calibration`` (which should not contain ``run``)."""
-    return [forecast_run(run, calibration, at=float(step), forecaster=name, settings=settings)
-            for step in np.asarray(run.columns["step"], dtype=float) for name in FORECASTERS]
 
 
 # ---------------------------------------------------------------------------------------------- backtest
