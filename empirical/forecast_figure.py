@@ -121,10 +121,10 @@ def _panel(ax: Any, history: ForecastHistory) -> None:
     if history.fit_step is not None:
         ax.axvline(history.fit_step, color="0.4", ls="--", lw=1, label="fit step", gid=f"{history.run}|fit")
     lead = next(series for series in history.series if series.forecaster == LEAD)
-    others = ", ".join(f"{status} {count}" for status, count in lead.statuses.items() if status != "forecast")
-    onset = "" if history.onset_step is not None else f"observed: {history.onset_status}\n"
-    ax.text(0.02, 0.98, f"{onset}{LEAD} other rows: {others or 'none'}", transform=ax.transAxes, fontsize=7,
-            va="top", color="0.25")
+    others = [f"{status} {count}" for status, count in lead.statuses.items() if status != "forecast"]
+    onset = [] if history.onset_step is not None else [f"observed: {history.onset_status}"]
+    ax.text(0.02, 0.98, "\n".join(onset + [f"{LEAD} rows not forecast:"] + (others or ["none"])),
+            transform=ax.transAxes, fontsize=7, va="top", color="0.25")
     ax.set_xlim(0, history.last_step * 1.02)
     ax.set_ylim(0, 2.0 * top)  # far extrapolations are cut here; the lines keep every value
     source = "live forecast.csv" if history.source == LIVE else "replay, final calibration"

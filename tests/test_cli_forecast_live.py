@@ -94,6 +94,17 @@ def test_train_forecast_writes_forecast_csv_and_shows_it_in_the_bar(learnable_mn
     assert last["forecaster"] == "variance-crossing"
     assert ("onset~" if last["status"] == "forecast" else last["status"]) in err
 
+    # ncgrok forecast --history reads it back; runs without a forecast.csv say so
+    assert run(["forecast", "run", "--history", "--json", "--at", "20"]) == 0
+    (entry,) = json.loads(capsys.readouterr().out)["runs"]
+    assert entry["run"] == RUN.name
+    lead = [row for row in rows if row["forecaster"] == "variance-crossing" and row["step"] <= 20]
+    assert [(r["step"], r["status"]) for r in entry["history"]] == [(r["step"], r["status"]) for r in lead]
+    assert run(["forecast", "calibration", "--history"]) == 0
+    assert capsys.readouterr().out.count("no variance-crossing rows in forecast.csv") == 4
+    assert run(["forecast", "run", "--history", "--backtest"]) == 2
+    assert "--backtest" in capsys.readouterr().err
+
 
 def test_sweep_forecast_quiet_json(learnable_mnist, scratch, capsys):
     argv = ["sweep", *TINY, "--weight-decay", "0.1", "0.01", "--seeds", "0", "--forecast", "--quiet", "--json",
@@ -109,6 +120,11 @@ def test_sweep_forecast_quiet_json(learnable_mnist, scratch, capsys):
         # no --calibrate-on and nothing grokked in 40 steps: never a made-up number
         assert {row["status"] for row in rows} == {"insufficient_data"}
         assert all(np.isnan(row["predicted_onset"]) and row["detail"] for row in rows)
+    # ncgrok status shows each run's last live forecast (and None for a run without forecast.csv)
+    from ncgrok.empirical.progress import sweep_progress
+
+    (scratch / "grid" / payload["runs"][0]["name"] / "forecast.csv").unlink()
+    assert [run.forecast for run in sweep_progress(scratch / "grid").run_progress] == [None, "insufficient_data"]
 
 
 @pytest.mark.parametrize("argv, name, detail", [
