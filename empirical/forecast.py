@@ -24,6 +24,10 @@ forecast does not move):
 The observed onsets used for calibration and for the backtest come from
 :func:`ncgrok.empirical.onset.grokking_onset` (test accuracy of *other*, completed runs).
 
+During training, ``ncgrok train/sweep --forecast`` runs both forecasters after every logged step and
+keeps their answers in each run's ``forecast.csv`` (:mod:`ncgrok.empirical.forecast_live`);
+``empirical.forecast_figure`` draws that history against the observed onset.
+
 Statuses: ``forecast``; ``insufficient_data`` (not fitted yet, fewer than ``min_points`` post-fit
 rows, or no completed run to calibrate on); ``no_onset_expected`` (the variance is not contracting,
 or the crossing lies beyond the run's horizon: "no onset expected before step N");

@@ -87,7 +87,7 @@ _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
 # extrapolated ("" for r6-law), how many runs calibrated it, and the reason in words
 FORECAST_COLUMNS = ("step", "forecaster", "status", "predicted_onset", "low", "high", "signal", "calibration_runs",
                     "detail")
-_FORECAST_WORDS = ("forecaster", "status", "signal", "detail")
+_FORECAST_WORDS, _FORECAST_COUNTS = ("forecaster", "status", "signal", "detail"), ("step", "calibration_runs")
 _REFORECAST = "delete the file: the next --forecast rewrites it from metrics.csv"
 
 # What to tell a user whose run directory cannot be used as it is.
@@ -199,7 +199,7 @@ class ForecastTable:
         self.path = Path(path)
 
     def rows(self) -> list[dict[str, Any]]:
-        """The complete rows (``step`` an int, numbers as floats, words as strings); [] without the file."""
+        """The complete rows (counts as ints, other numbers as floats, words as strings); [] without the file."""
         if not self.path.is_file():
             return []
         lines = _complete_lines(self.path)
@@ -209,8 +209,8 @@ class ForecastTable:
         rows = []
         for number, values in enumerate(records[1:], start=2):
             try:
-                row = {c: v if c in _FORECAST_WORDS else float(v) for c, v in zip(FORECAST_COLUMNS, values, strict=True)}
-                row["step"] = int(row["step"])
+                row = {c: v if c in _FORECAST_WORDS else int(v) if c in _FORECAST_COUNTS else float(v)
+                       for c, v in zip(FORECAST_COLUMNS, values, strict=True)}
             except ValueError:
                 raise RunDirectoryError(f"{self.path}, line {number}: {values} (corrupt); {_REFORECAST}") from None
             rows.append(row)
@@ -220,7 +220,8 @@ class ForecastTable:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         for row in rows:
-            writer.writerow([" ".join(str(row[c]).split()) if c in _FORECAST_WORDS else format_value(row[c])
+            writer.writerow([" ".join(str(row[c]).split()) if c in _FORECAST_WORDS else
+                             str(int(row[c])) if c in _FORECAST_COUNTS else format_value(float(row[c]))
                              for c in FORECAST_COLUMNS])
         if not buffer.getvalue():
             return
