@@ -143,3 +143,10 @@ def test_bad_forecast_input_is_one_line_naming_the_flag_and_writes_nothing(argv,
     problem = refusal_problem(run(["train", *TINY, *argv, "--out", "run"]), *capsys.readouterr(), name, fixes=(detail,))
     assert problem is None, problem
     assert listing(scratch) == before
+
+
+def test_the_command_lines_signal_choices_are_the_forecasters():
+    from ncgrok.cli import forecast as forecast_cli
+    from ncgrok.empirical import forecast
+
+    assert forecast_cli.SIGNALS == forecast.SIGNALS

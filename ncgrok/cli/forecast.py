@@ -10,6 +10,9 @@ from typing import Any
 from ncgrok.cli import options
 from ncgrok.files import json_safe
 
+# empirical.forecast.SIGNALS (not imported here so that --help stays fast; a test checks they agree)
+SIGNALS = ("rnc1", "heldout_within_var", "nc2", "nc1")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -28,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="use only rows logged at or before this step (default: each run's last row)")
     parser.add_argument("--forecaster", choices=("variance-crossing", "r6-law"), default="variance-crossing",
                         help="which forecaster (default: variance-crossing)")
-    parser.add_argument("--signal", choices=("rnc1", "heldout_within_var", "nc2", "nc1"), default="rnc1",
+    parser.add_argument("--signal", choices=SIGNALS, default="rnc1",
                         help="the contracting quantity variance-crossing extrapolates (default: rnc1, the training RNC1)")
     parser.add_argument("--calibrate-on", type=options.path_text, metavar="SWEEP", default=None,
                         help="more completed runs to calibrate on (e.g. an earlier sweep), besides the other runs given")

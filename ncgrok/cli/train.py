@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ncgrok.cli import forecast as forecast_cli
 from ncgrok.cli import options
 from ncgrok.empirical.runs import format_value, json_safe
 
@@ -288,9 +289,6 @@ def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, A
 # ---------------------------------------------------------------------------------------------
 # The live onset forecast (--forecast; see ncgrok.empirical.forecast_live)
 
-_SIGNALS = ("rnc1", "heldout_within_var", "nc2", "nc1")  # empirical.forecast.SIGNALS (not imported: --help stays fast)
-
-
 def _add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("live onset forecast")
     group.add_argument("--forecast", action="store_true",
@@ -300,7 +298,7 @@ def _add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--calibrate-on", type=options.path_text, default=None, metavar="SWEEP_DIR",
                        help="with --forecast: completed runs (e.g. an earlier sweep) whose onsets calibrate the "
                             "forecast; the runs of this job that have already grokked calibrate the others too")
-    group.add_argument("--forecast-signal", choices=_SIGNALS, default=None,
+    group.add_argument("--forecast-signal", choices=forecast_cli.SIGNALS, default=None,
                        help="with --forecast: the contracting quantity the variance-crossing forecaster extrapolates "
                             "(default rnc1)")
 
