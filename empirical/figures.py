@@ -14,6 +14,8 @@ returned but the paths written (saving, formats and the shared pieces: ``empiric
   to the last layer's pairwise boundary at two snapshot steps.
 * ``empirical.onset_figure.onset_figure``: observed ``t_grok - t_fit`` against the weight decay on
   log-log axes, the fitted slope, and the calibrated R6 prediction ``C / (eta lambda)``.
+* ``empirical.forecast_figure.forecast_figure``: each run's forecast onset against the step it was made
+  at (its ``forecast.csv``, or a replay), with the observed onset and the fit step.
 * :func:`make_figures`: all of the above for one :class:`empirical.report.SweepReport`.
 """
 from __future__ import annotations
@@ -27,6 +29,7 @@ import numpy as np
 
 from ncgrok.empirical.bands import BANDS
 from ncgrok.empirical.bound_checks import BoundCurves
+from ncgrok.empirical.forecast_figure import ForecastHistory, forecast_figure
 from ncgrok.empirical.margins import MarginData
 from ncgrok.empirical.onset_analysis import OnsetAnalysis
 from ncgrok.empirical.onset_figure import onset_figure
@@ -331,13 +334,16 @@ def make_figures(
     *,
     formats: Sequence[str] = ("png",),
     band: str = "minmax",
+    forecasts: Sequence[ForecastHistory] = (),
 ) -> list[Path]:
-    """Draw every figure of ``report`` into ``out_dir``; returns the paths written.
+    """Draw every figure of ``report`` (and of ``forecasts``, computed by
+    ``empirical.forecast_figure.forecast_histories``) into ``out_dir``; returns the paths written.
 
     Files (``<name>.<format>``; with several learning rates the per-lr figures get ``_lr<lr>``):
     ``fig3_dynamics``, ``fig4_information`` (only with the ``--measure-ib`` columns),
     ``bounds_r1_r4``, ``onset_scaling`` (only when the onsets were computed) and ``fig2_margins``
-    (only when the report holds margins). What was skipped and why is in ``report.notes``.
+    (only when the report holds margins), ``forecast_history`` (only with ``forecasts``). What was
+    skipped and why is in ``report.notes``.
     """
     if band not in BANDS:
         raise ValueError(f"band must be one of {BANDS}, got {band!r}")
@@ -358,4 +364,6 @@ def make_figures(
         paths += onset_figure(report.onsets, out_dir / "onset_scaling", formats=formats)
     if report.margins is not None:
         paths += margin_figure(report.margins, out_dir / "fig2_margins", formats=formats)
+    if forecasts:
+        paths += forecast_figure(forecasts, out_dir / "forecast_history", formats=formats)
     return paths

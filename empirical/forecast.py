@@ -24,6 +24,10 @@ forecast does not move):
 The observed onsets used for calibration and for the backtest come from
 :func:`ncgrok.empirical.onset.grokking_onset` (test accuracy of *other*, completed runs).
 
+During training, ``ncgrok train/sweep --forecast`` runs both forecasters after every logged step and
+keeps their answers in each run's ``forecast.csv`` (:mod:`ncgrok.empirical.forecast_live`);
+``empirical.forecast_figure`` draws that history against the observed onset.
+
 Statuses: ``forecast``; ``insufficient_data`` (not fitted yet, fewer than ``min_points`` post-fit
 rows, or no completed run to calibrate on); ``no_onset_expected`` (the variance is not contracting,
 or the crossing lies beyond the run's horizon: "no onset expected before step N");
@@ -54,6 +58,7 @@ __all__ = [
     "calibrate",
     "forecast_run",
     "forecast_runs",
+    "curves_through",
     "backtest",
 ]
 
@@ -90,6 +95,9 @@ class Calibration:
     names: tuple[str, ...] = ()
     deltas: tuple[float, ...] = ()
     constants: tuple[float, ...] = ()
+
+    def __add__(self, other: "Calibration") -> "Calibration":
+        return Calibration(self.names + other.names, self.deltas + other.deltas, self.constants + other.constants)
 
     def without(self, name: str) -> "Calibration":
         keep = [i for i, n in enumerate(self.names) if n != name]
@@ -289,6 +297,13 @@ def forecast_runs(runs: Sequence[RunCurves], *, at: float | None = None, forecas
     calibration = calibrate(list(runs) + list(calibration_runs), settings.signal)
     return [forecast_run(run, calibration.without(run.name), at=at, forecaster=forecaster, settings=settings)
             for run in runs]
+
+
+def curves_through(run: RunCurves, step: float) -> RunCurves:
+    """``run`` as it was when ``step`` had just been logged: every column cut to the rows at steps <= ``step``."""
+    keep = np.asarray(run.columns["step"], dtype=float) <= step
+    columns = {name: np.asarray(values)[keep] for name, values in run.columns.items()}
+    return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon, columns, run.status)
 
 
 # ---------------------------------------------------------------------------------------------- backtest

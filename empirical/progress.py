@@ -5,7 +5,8 @@ another host: a user watching a cluster job needs only the shared directory). So
 ``empirical.runs``: ``sweep.json`` (the grid, the group size, the shard count), each shard's
 ``summary.json`` and ``lock`` (status, and who writes it now), each run's ``metrics.csv`` (steps done
 so far, the curves for the fit and onset so far, ``empirical.onset.grokking_onset`` with its
-default thresholds) and ``summary.json`` (status, and the session's timings).
+default thresholds), ``summary.json`` (status, and the session's timings) and, for a run trained with
+``--forecast``, the last lead row of its ``forecast.csv`` (``empirical.forecast_live.bar_text``).
 
 Rate and ETA (estimates): a run's summary is rewritten at each checkpoint with the session's
 training and measurement seconds and the step the session started from, so the group's rate is
@@ -41,6 +42,7 @@ class RunProgress:
     fit_step: float | None = None
     onset_step: float | None = None
     onset: str | None = None
+    forecast: str | None = None  # the live forecast at its last logged step (--forecast), as the bar shows it
 
 
 @dataclass
@@ -94,7 +96,19 @@ def _run_progress(directory: RunDirectory, shard: str, group: int, steps: int, w
         if status == "diverged":
             onset = diverged_onset(onset)
         progress.fit_step, progress.onset_step, progress.onset = onset.fit_step, onset.onset_step, onset.status
+    progress.forecast = _live_forecast(directory)
     return progress, summary, written
+
+
+def _live_forecast(directory: RunDirectory) -> str | None:
+    """The bar's text for the run's last lead ``forecast.csv`` row (``None`` without one)."""
+    from ncgrok.empirical.forecast_live import LEAD, bar_text
+
+    try:
+        rows = [row for row in directory.forecast().rows() if row["forecaster"] == LEAD]
+    except RunDirectoryError:  # damaged: the next --forecast session rewrites it
+        return None
+    return bar_text(rows[-1:]) if rows else None
 
 
 def _rate(summary: dict[str, Any] | None) -> float | None:

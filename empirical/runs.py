@@ -10,6 +10,8 @@ Layout (``ncgrok sweep --out DIR``; ``ncgrok train`` writes the same with one ru
     DIR/lock                    advisory lock of the process writing DIR (pid, host, since when)
     DIR/<run>/config.json       the sweep's settings plus ``run`` {seed, lr, weight_decay} and ``name``
     DIR/<run>/metrics.csv       one row per logged step (:data:`METRICS_SCHEMA`)
+    DIR/<run>/forecast.csv      with ``--forecast``: the live onset forecast, one row per logged step and
+                                forecaster (:data:`FORECAST_COLUMNS`; :class:`ForecastTable`)
     DIR/<run>/summary.json      training facts only: ``status`` (:data:`RUN_STATUSES`), ``final`` (last
                                 metrics row), ``logged_steps``, ``session`` (timings, resumed_from);
                                 a ``diverged`` run also ``divergence`` {step, loss, last_finite_loss,
@@ -26,7 +28,9 @@ Analyses (onsets, bound checks) are computed from ``metrics.csv`` by their calle
 every file but ``metrics.csv`` and ``lock`` is replaced atomically and flushed to disk
 (:mod:`ncgrok.files`; a crash can leave a ``.<name>.partial-*`` file, which a resume deletes).
 ``metrics.csv`` grows by whole lines, each flushed before the next checkpoint; a resume cuts it back
-to the checkpoint's step (dropping a partial last line) and replays the rest bit for bit. One process
+to the checkpoint's step (dropping a partial last line) and replays the rest bit for bit.
+``forecast.csv`` grows the same way; its writer (``empirical.forecast_live``) cuts it back to the last
+step of ``metrics.csv`` before appending again. One process
 at a time writes a shard (its ``lock``, released by the kernel when its owner dies). A missing,
 corrupt or unwritable file raises :class:`RunDirectoryError` naming the file and what to do.
 """
@@ -67,6 +71,7 @@ from ncgrok.files import (
 
 CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.csv"
+FORECAST_FILE = "forecast.csv"
 SUMMARY_FILE = "summary.json"
 CHECKPOINT_FILE = "checkpoint.pt"
 SWEEP_FILE = "sweep.json"
@@ -78,6 +83,12 @@ RUN_STATUSES = ("running", "completed", "diverged")
 DIVERGENCE_KEY = "divergence"  # summary.json's entry of a diverged run: step, loss, last_finite_loss, reason
 SESSION_KEY = "session"  # summary.json's entry for the writing process (timings, resumed_from), not results
 _SNAPSHOT = re.compile(r"^step_(\d+)\.pt$")
+# forecast.csv: the step of the forecast, the forecaster and its answer (empirical.forecast), the signal it
+# extrapolated ("" for r6-law), how many runs calibrated it, and the reason in words
+FORECAST_COLUMNS = ("step", "forecaster", "status", "predicted_onset", "low", "high", "signal", "calibration_runs",
+                    "detail")
+_FORECAST_WORDS, _FORECAST_COUNTS = ("forecaster", "status", "signal", "detail"), ("step", "calibration_runs")
+_REFORECAST = "delete the file: the next --forecast rewrites it from metrics.csv"
 
 # What to tell a user whose run directory cannot be used as it is.
 START_OVER = "start over with a new --out"
@@ -180,6 +191,57 @@ class MetricsTable:
             atomic_write_bytes(self.path, "".join(line + "\n" for line in lines).encode())
 
 
+class ForecastTable:
+    """``forecast.csv`` of one run: :data:`FORECAST_COLUMNS`, rows appended as whole lines (created
+    with its header on the first append); a partial last line is dropped when read."""
+
+    def __init__(self, path: Path | str):
+        self.path = Path(path)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """The complete rows (counts as ints, other numbers as floats, words as strings); [] without the file."""
+        if not self.path.is_file():
+            return []
+        lines = _complete_lines(self.path)
+        records = list(csv.reader(lines))
+        if not records or tuple(records[0]) != FORECAST_COLUMNS:
+            raise RunDirectoryError(f"{self.path} lacks the header {','.join(FORECAST_COLUMNS)} (corrupt); {_REFORECAST}")
+        rows = []
+        for number, values in enumerate(records[1:], start=2):
+            try:
+                row = {c: v if c in _FORECAST_WORDS else int(v) if c in _FORECAST_COUNTS else float(v)
+                       for c, v in zip(FORECAST_COLUMNS, values, strict=True)}
+            except ValueError:
+                raise RunDirectoryError(f"{self.path}, line {number}: {values} (corrupt); {_REFORECAST}") from None
+            rows.append(row)
+        return rows
+
+    def append(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        for row in rows:
+            writer.writerow([" ".join(str(row[c]).split()) if c in _FORECAST_WORDS else
+                             str(int(row[c])) if c in _FORECAST_COUNTS else format_value(float(row[c]))
+                             for c in FORECAST_COLUMNS])
+        if not buffer.getvalue():
+            return
+        with _writing(self.path):
+            if not self.path.is_file():
+                atomic_write_bytes(self.path, (",".join(FORECAST_COLUMNS) + "\n").encode())
+            append_bytes(self.path, buffer.getvalue().encode())
+
+    def keep_through(self, step: int) -> list[dict[str, Any]]:
+        """Keep the header and the complete rows with ``step <= step`` (atomically; nothing without the
+        file) and return those rows: a resumed run's forecast.csv cut back to its metrics.csv."""
+        rows = self.rows()
+        kept = [row for row in rows if row["step"] <= step]
+        if self.path.is_file() and (len(kept) < len(rows) or not self.path.read_bytes().endswith(b"\n")):
+            lines = _complete_lines(self.path)[: 1 + len(kept)]
+            with _writing(self.path):
+                atomic_write_bytes(self.path, "".join(line + "\n" for line in lines).encode())
+        return kept
+
+
 # ---------------------------------------------------------------------------------------------
 # Files
 
@@ -229,10 +291,14 @@ class RunDirectory:
     config_path = _file(CONFIG_FILE)
     metrics_path = _file(METRICS_FILE)
     summary_path = _file(SUMMARY_FILE)
+    forecast_path = _file(FORECAST_FILE)
 
     @property
     def name(self) -> str:
         return self.path.name
+
+    def forecast(self) -> ForecastTable:
+        return ForecastTable(self.forecast_path)
 
     def snapshot_path(self, step: int) -> Path:
         return self.path / SNAPSHOT_DIR / f"step_{int(step)}.pt"

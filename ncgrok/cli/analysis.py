@@ -26,8 +26,10 @@ _FIGURES_DESCRIPTION = (
     "fig4_information (Fig. 4: I(Z;X)-I(Z;Y), nHSIC difference, RNC1; only with --measure-ib columns), "
     "bounds_r1_r4 (R1: Thm. 3.2 Cantelli bound vs test error; R4: Thm. 4.1 held-out radius band vs training "
     "RNC1), onset_scaling (delay vs lambda against the R6 law) and fig2_margins (Fig. 2: per-example margins of a "
-    "class pair at two snapshot steps; needs --snapshot-steps and the data). Prints the written paths and one "
-    "R1/R4 summary per run."
+    "class pair at two snapshot steps; needs --snapshot-steps and the data), forecast_history (each run's forecast "
+    "onset against the step it was made at, with the observed onset and fit: from its forecast.csv when trained "
+    "with --forecast, else replayed at every logged step with the sweep's leave-one-run-out calibration). Prints "
+    "the written paths and one R1/R4 summary per run."
 )
 
 
@@ -214,11 +216,13 @@ def _onset_text(path: Path, analysis: Any) -> list[str]:
 
 def _run_figures(args: argparse.Namespace) -> int:
     from ncgrok.empirical.figures import make_figures
+    from ncgrok.empirical.forecast_figure import forecast_histories
     from ncgrok.empirical.report import analyze_sweep
 
     report = analyze_sweep(args.path, data_dir=args.data_dir, margin_run=args.margin_run,
                            margin_classes=tuple(args.margin_classes), margin_steps=args.margin_steps)
-    paths = make_figures(report, args.out, formats=args.format, band=args.band)
+    histories = forecast_histories(args.path)
+    paths = make_figures(report, args.out, formats=args.format, band=args.band, forecasts=histories)
     if args.json:
         data = report.to_json()
         payload = {
@@ -231,11 +235,15 @@ def _run_figures(args: argparse.Namespace) -> int:
             "notes": data["notes"],
             "claims": data["claims"],
             "margins": data["margins"],
+            "forecast_sources": {history.run: history.source for history in histories},
         }
         print(json.dumps(json_safe(payload)))
         return 0
     for line in _figures_text(paths, report):
         print(line)
+    live = sum(history.source == "forecast.csv" for history in histories)
+    print(f"forecast_history: {live} run(s) from their forecast.csv, {len(histories) - live} replayed at every logged "
+          "step (final leave-one-run-out calibration)")
     return 0
 
 

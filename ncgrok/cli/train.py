@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from ncgrok.cli import forecast as forecast_cli
 from ncgrok.cli import options
 from ncgrok.empirical.runs import format_value, json_safe
 
@@ -117,6 +118,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "resumable checkpoint to --out. " + PROTOCOL,
     )
     _add_shared_arguments(train)
+    _add_forecast_arguments(train)
     train.add_argument("--lr", type=options.positive_number, default=1e-3, help="learning rate, > 0 (default 1e-3)")
     train.add_argument("--weight-decay", type=options.non_negative_number, default=0.01,
                        help="weight decay lambda, >= 0 (default 0.01)")
@@ -130,6 +132,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "computation), one directory per run under --out. " + PROTOCOL,
     )
     _add_shared_arguments(sweep)
+    _add_forecast_arguments(sweep)
     sweep.add_argument("--lr", type=options.positive_number, nargs="+", action=options.distinct(), default=[1e-3],
                        help="learning rates, each > 0 and given once (default 1e-3)")
     sweep.add_argument("--weight-decay", type=options.non_negative_number, nargs="+", action=options.distinct(),
@@ -183,6 +186,7 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    _check_forecast_arguments(args)
     return _execute(args, _config(args, lrs=[args.lr], weight_decays=[args.weight_decay], seeds=[args.seed]))
 
 
@@ -190,6 +194,7 @@ def _run_sweep(args: argparse.Namespace) -> int:
     config = _config(args, lrs=args.lr, weight_decays=args.weight_decay, seeds=args.seeds)
     config = dataclasses.replace(config, group_size=args.group_size)
     _check_sharding_arguments(args)
+    _check_forecast_arguments(args)
     if args.executor is not None:
         return _run_executor(args, config)
     return _execute(args, config)
@@ -203,12 +208,14 @@ class ProgressBar:
 
         self.bar = tqdm(total=total, unit="step", disable=disable, file=sys.stderr, dynamic_ncols=True)
         self.position = 0
+        self.forecast = ""  # the live forecast's text (--forecast), shown after the measures
 
     def __call__(self, step: int, total: int, rows: list[dict[str, float]]) -> None:
         if rows:
             test_acc = sum(row["test_acc"] for row in rows) / len(rows)
             rnc1 = sum(row["rnc1"] for row in rows) / len(rows)
-            self.bar.set_postfix_str(f"test_acc={test_acc:.3f} rnc1={rnc1:.3g} runs={len(rows)}", refresh=False)
+            forecast = f" {self.forecast}" if self.forecast else ""
+            self.bar.set_postfix_str(f"test_acc={test_acc:.3f} rnc1={rnc1:.3g} runs={len(rows)}{forecast}", refresh=False)
         if total != self.bar.total:  # a sweep of several batched groups counts the steps of all
             self.bar.total = total
         self.bar.update(step - self.position)
@@ -272,15 +279,19 @@ def summary_table(summaries: list[dict[str, Any]], onsets: Sequence[Any] | None 
 def _execute(args: argparse.Namespace, config) -> int:
     from ncgrok.empirical.sweep import run_sweep
 
+    live = _live_forecast(args, config)  # (checks --calibrate-on before anything is written)
     bar = ProgressBar(config.steps, disable=args.quiet or args.json)
     try:
-        result = run_sweep(config, args.out, resume=args.resume, progress=bar, shard=_shard(args),
+        result = run_sweep(config, args.out, resume=args.resume, progress=_forecasting(bar, live), shard=_shard(args),
                            on_divergence=bar.message)
     finally:
         bar.close()
     timing = {"train_seconds": result.train_seconds, "measure_seconds": result.measure_seconds,
               "resumed_from": result.resumed_from}
+    if live is not None:
+        timing["forecast_seconds"] = live.seconds
     footer = (f"\ntraining {result.train_seconds:.1f} s, measurement {result.measure_seconds:.1f} s"
+              + (f", forecast {live.seconds:.1f} s" if live is not None else "")
               + (f" (resumed from step {result.resumed_from})" if result.resumed_from else ""))
     return _print_runs(args, result.out_dir, result.summaries, result.run_dirs, timing, footer)
 
@@ -306,6 +317,64 @@ def _print_runs(args: argparse.Namespace, out: Path, summaries: list[dict[str, A
               f"--lr (the lines above say how far); the results in {out} are kept", file=sys.stderr)
         return 1
     return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# The live onset forecast (--forecast; see ncgrok.empirical.forecast_live)
+
+def _add_forecast_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("live onset forecast")
+    group.add_argument("--forecast", action="store_true",
+                       help="after every logged step forecast each run's grokking onset without its test columns "
+                            "(as ncgrok forecast does): the progress bar shows it and each run's forecast.csv keeps "
+                            "its history (drawn by ncgrok figures)")
+    group.add_argument("--calibrate-on", type=options.path_text, default=None, metavar="SWEEP_DIR",
+                       help="with --forecast: completed runs (e.g. an earlier sweep) whose onsets calibrate the "
+                            "forecast; the runs of this job that have already grokked calibrate the others too")
+    group.add_argument("--forecast-signal", choices=forecast_cli.SIGNALS, default=None,
+                       help="with --forecast: the contracting quantity the variance-crossing forecaster extrapolates "
+                            "(default rnc1)")
+
+
+def _check_forecast_arguments(args: argparse.Namespace) -> None:
+    if not args.forecast:
+        given = [flag for flag, value in (("--calibrate-on", args.calibrate_on),
+                                          ("--forecast-signal", args.forecast_signal)) if value is not None]
+        if given:
+            raise ValueError(f"{' and '.join(given)} only apply with --forecast: add --forecast or drop them")
+    elif getattr(args, "executor", None) is not None:
+        raise ValueError("--forecast needs the runs trained in this process, and --executor trains them in others: "
+                         "drop --forecast (ncgrok forecast DIR forecasts them afterwards) or train without --executor")
+
+
+def _live_forecast(args: argparse.Namespace, config) -> Any:
+    """The live forecast of ``--forecast`` (``None`` without it); a bad ``--calibrate-on`` is a ValueError."""
+    if not args.forecast:
+        return None
+    from ncgrok.empirical.forecast import Calibration, ForecastSettings
+    from ncgrok.empirical.forecast_live import LiveForecast, calibration_from, plan_from_config
+
+    settings = ForecastSettings(signal=args.forecast_signal or "rnc1")
+    calibration = Calibration()
+    if args.calibrate_on is not None:
+        try:
+            calibration = calibration_from(args.calibrate_on, out_dir=args.out, signal=settings.signal)
+        except (ValueError, FileNotFoundError) as error:
+            raise ValueError(f"--calibrate-on {args.calibrate_on}: {error}") from None
+    return LiveForecast(plan_from_config(config, args.out, shard=_shard(args), calibration=calibration,
+                                         settings=settings))
+
+
+def _forecasting(bar: ProgressBar, live: Any) -> Any:
+    """The progress callback: the live forecast (if any) after each logged step, then the bar."""
+    if live is None:
+        return bar
+
+    def progress(done: int, total: int, rows: list[dict[str, float]]) -> None:
+        bar.forecast = live.update()
+        bar(done, total, rows)
+
+    return progress
 
 
 # ---------------------------------------------------------------------------------------------

@@ -17,10 +17,10 @@ from ncgrok.empirical.ledger.core import RunCurves
 FIT, HORIZON, EVERY, DELTA = 1000, 40_000, 100, -2.0
 
 
-def planted_run(name, rate, *, weight_decay=0.01, lr=1e-3, seed=0, decays=True):
+def planted_run(name, rate, *, weight_decay=0.01, lr=1e-3, seed=0, decays=True, every=EVERY, horizon=HORIZON):
     """Fit at step 1000; log held-out variance falls at ``rate`` per step after it; test accuracy jumps
-    from 0.2 to 0.9 when log V has fallen by 2 (onset = fit + 2 / rate)."""
-    steps = np.arange(0, HORIZON + 1, EVERY, dtype=float)
+    from 0.2 to 0.9 when log V has fallen by 2 (onset = fit + 2 / rate). Logged every ``every`` steps."""
+    steps = np.arange(0, horizon + 1, every, dtype=float)
     train_acc = np.clip(steps / FIT, 0.1, 1.0)
     after = np.maximum(steps - FIT, 0.0)
     log_v = math.log(0.5) - (rate * after if decays else 0.0 * after)
@@ -31,7 +31,7 @@ def planted_run(name, rate, *, weight_decay=0.01, lr=1e-3, seed=0, decays=True):
         "heldout_within_var": np.exp(log_v), "rnc1": np.exp(log_v) / 2, "nc2": 1 + np.exp(log_v),
         "test_acc": test_acc, "test_loss": 1.0 - test_acc,
     }
-    return RunCurves(name, lr, weight_decay, seed, "adamw", HORIZON, columns), onset
+    return RunCurves(name, lr, weight_decay, seed, "adamw", horizon, columns), onset
 
 
 @pytest.fixture
