@@ -58,7 +58,7 @@ def _run(args: argparse.Namespace) -> int:
          for s in report.shards]))
     print()
     print(_table(
-        ("run", "shard", "status", "step", "fit_step", "onset_step", "onset"),
+        ("run", "shard", "status", "step", "fit_step", "onset_step", "onset", "forecast"),
         [(r.name, r.shard, r.status, None if r.step is None else f"{r.step}/{r.steps}", r.fit_step, r.onset_step,
-          r.onset) for r in report.run_progress]))
+          r.onset, r.forecast) for r in report.run_progress]))
     return 0
