@@ -12,8 +12,11 @@ CNN of Fig. 7, not a property every sweep should have.
   last logged RNC1 to RNC1 at the fit).
 * ``nc1-tracks-test-better``: over the logged steps, NC1 follows test accuracy more closely than RNC1
   (difference of the Spearman correlations of ``-NC1`` and ``-RNC1`` with test accuracy).
-* ``earlier-with-more-data``: two sweeps that differ only in training-set size; the larger one has the
-  earlier onset (log ratio of onsets, paired by weight decay and seed, censoring respected).
+* ``earlier-with-more-data``: two sweeps that differ only in training-set size; the test accuracy of the
+  larger one rises earlier: log ratio of the first steps at which each run of a pair (same weight decay
+  and seed) reaches a common test-accuracy level, censoring respected. (A first version compared grokking
+  onsets; a run that generalises as it fits has its fit step as onset, which is not when its test
+  accuracy rose, so it measured the wrong event.)
 * ``population-collapse``: on a finite task (modular arithmetic) the exact population within-class
   variance, evaluated on every input, falls after the fit.
 * ``pair-margin-separation``: for one class pair (Figs. 2 and 5), the fraction of unseen examples on
@@ -32,7 +35,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ncgrok.empirical.ledger.core import ClaimResult, RunCurves, Source
-from ncgrok.empirical.ledger.replicates import RunEvents, sweep_levels
+from ncgrok.empirical.ledger.replicates import sweep_levels
 from ncgrok.empirical.ledger.stats import Censored, bootstrap_levels, rank_correlation
 from ncgrok.empirical.ledger.verdicts import fmt, levels_text
 from ncgrok.empirical.onset import FIT_THRESHOLD, first_fit_step
@@ -50,6 +53,7 @@ __all__ = [
 
 NO_GAP_RATIO = 0.9
 GAP_RATIO = 0.5
+MIN_RISE = 0.05  # a test-accuracy rise smaller than this (as empirical.onset's MIN_GAIN) is not timed
 
 
 def _mean_of_level_means(levels: Sequence[Censored]) -> float | None:
@@ -206,32 +210,46 @@ def nc1_tracks_test_better(runs: Sequence[RunCurves], *, source: Source, resampl
 # two training-set sizes
 
 
-def _onset(events: RunEvents) -> tuple[float, bool] | None:
-    return events.onset_value()
+def _common_level_crossings(small: RunCurves, large: RunCurves, final_points: int = 5) -> list[tuple[float, bool]] | None:
+    """For a pair of runs, the first logged step at which each run's test accuracy reaches the level half-way
+    between their mean first logged test accuracy and the smaller of their final accuracies (median of the
+    last ``final_points`` logs): ``(step, False)``, or ``(last step, True)`` (censored) when it never does;
+    ``None`` when that rise is below :data:`MIN_RISE`."""
+    if not (small.has("test_acc") and large.has("test_acc")):
+        return None
+    curves = [(run["step"], run["test_acc"]) for run in (small, large)]
+    start = float(np.mean([acc[np.isfinite(acc)][0] for _, acc in curves]))
+    final = min(float(np.median(acc[np.isfinite(acc)][-final_points:])) for _, acc in curves)
+    if not final >= start + MIN_RISE:
+        return None  # no rise to time
+    level = start + 0.5 * (final - start)
+    crossings = []
+    for steps, acc in curves:
+        reached = np.flatnonzero(acc >= level)
+        crossings.append((float(steps[reached[0]]), False) if reached.size else (float(steps[-1]), True))
+    return crossings
 
 
 def _paired_log_ratios(small: Sequence[RunCurves], large: Sequence[RunCurves]) -> tuple[dict[float, list[float]], int]:
-    """Per weight decay, ``log(onset_large / onset_small)`` of the runs paired by seed. A censored onset
-    is a lower bound: the pair counts only when the order is still known (the censored run is the
-    later one), and then with its bound (so the ratio is itself a bound towards zero)."""
-    def onsets(runs):
-        return {(events.run.weight_decay, events.run.seed): _onset(events)
+    """Per weight decay, ``log(t_large / t_small)`` of the runs paired by seed, ``t`` the common-level
+    crossing of :func:`_common_level_crossings`. A censored crossing is a lower bound: the pair counts only
+    when the order is still known (the censored run is the later one), with its bound."""
+    def runs_by_key(runs):
+        return {(events.run.weight_decay, events.run.seed): events.run
                 for level in sweep_levels(runs).levels for events in level.runs}
 
-    a, b = onsets(small), onsets(large)
+    a, b = runs_by_key(small), runs_by_key(large)
     ratios: dict[float, list[float]] = {}
     dropped = 0
     for key in sorted(set(a) & set(b)):
-        first, second = a[key], b[key]
-        if first is None or second is None or first[0] <= 0 or second[0] <= 0:
+        crossings = _common_level_crossings(a[key], b[key])
+        if crossings is None or min(v for v, _ in crossings) <= 0:
             dropped += 1
             continue
-        value = math.log(second[0] / first[0])
-        if first[1] and second[1]:
-            dropped += 1  # both censored: the order is unknown
-            continue
-        if (second[1] and value < 0) or (first[1] and value > 0):
-            dropped += 1  # the bound does not settle which is earlier
+        (first, first_censored), (second, second_censored) = crossings
+        value = math.log(second / first)
+        if (first_censored and second_censored) or (second_censored and value < 0) or (first_censored and value > 0):
+            dropped += 1  # the bounds do not settle which run is earlier
             continue
         ratios.setdefault(key[0], []).append(value)
     return ratios, dropped + len(set(a) ^ set(b))
@@ -244,12 +262,14 @@ def earlier_with_more_data(small: Sequence[RunCurves], large: Sequence[RunCurves
     ratios, dropped = _paired_log_ratios(small, large)
     decays = sorted(ratios)
     sets = [Censored.of(ratios[d]) for d in decays]
-    criterion = (f"holds: the 95% within-level bootstrap interval of the mean log(onset n={sizes[1]} / onset "
-                 f"n={sizes[0]}) (pairs by weight decay and seed) lies below 0; fails: it lies at or above 0")
+    criterion = (f"holds: the 95% within-level bootstrap interval of the mean log(t n={sizes[1]} / t n={sizes[0]}) lies "
+                 "below 0, t the first logged step at which test accuracy reaches half-way from its start to the pair's "
+                 "smaller final value (pairs by weight decay and seed); fails: it lies at or above 0")
     return _result("earlier-with-more-data",
                    f"With {sizes[1]} training examples the test accuracy rises earlier than with {sizes[0]}.",
                    source, criterion, sets, decays, dropped,
-                   "log onset ratio per (lambda, seed) pair; unpaired, never-fitted or undecidable censored pairs left out",
+                   "log ratio of the common-level crossing steps per (lambda, seed) pair; unpaired, flat or undecidable "
+                   "censored pairs left out",
                    threshold=0.0, holds_above=False, resamples=resamples, seed=seed)
 
 

@@ -101,12 +101,25 @@ def test_earlier_with_more_data_both_ways_and_censoring():
     assert result.statistic == pytest.approx(np.mean([np.mean([math.log((30_000 + 500 * s) / (40_000 + 500 * s))
                                                                for s in range(3)])] * 2), abs=0.01)
     assert pc.earlier_with_more_data(large, small, sizes=(1000, 3000), source=SOURCE).verdict == "fails"
-    # the larger set still rising at the horizon (censored) while the smaller grokked: its onset is
-    # later, the order is known, the claim fails; both censored: nothing to compare
-    late = _grokking(onset=150_000.0)
+    # the larger set still far from its final accuracy at the horizon: it reaches the common level later
+    late = _grokking(onset=95_000.0)
     assert pc.earlier_with_more_data(small, late, sizes=(1000, 3000), source=SOURCE).verdict == "fails"
-    both = pc.earlier_with_more_data(late, late, sizes=(1000, 3000), source=SOURCE)
+    # the same curves: not earlier (log ratio 0 fails); test accuracy that never rises: nothing to compare
+    same = pc.earlier_with_more_data(small, small, sizes=(1000, 3000), source=SOURCE)
+    assert same.verdict == "fails" and same.statistic == 0.0
+    flat = [planted.planted_run(d, s, onset=1e9) for d in DECAYS for s in range(3)]
+    both = pc.earlier_with_more_data(flat, flat, sizes=(1000, 3000), source=SOURCE)
     assert both.verdict == "inconclusive" and both.statistic is None
+
+
+def test_common_level_crossing_against_the_planted_curves():
+    small = planted.planted_run(0.01, 0, onset=40_000.0)
+    large = planted.planted_run(0.01, 0, onset=30_000.0)
+    (t_small, c_small), (t_large, c_large) = pc._common_level_crossings(small, large)
+    # both curves rise 0.12 -> 0.88 symmetrically about their onsets: the half-way level is crossed at the
+    # first logged step at or after each onset (within the width of one sigmoid step of the level's offset)
+    assert not c_small and not c_large
+    assert 40_000.0 <= t_small <= 40_100.0 and 30_000.0 <= t_large <= 30_100.0
 
 
 def _margins(early_own: float, late_own: float, n: int = 200) -> MarginData:
