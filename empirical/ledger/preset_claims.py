@@ -100,13 +100,16 @@ def _result(claim_id: str, claim: str, source: Source, criterion: str, sets: lis
         return ClaimResult(claim_id, claim, source, criterion, "inconclusive",
                            detail=f"no run has a value ({missing} run(s) without one: {what})")
     statistic = _mean_of_level_means(sets)
-    low, high = _interval(sets, resamples=resamples, seed=seed)
-    verdict = _sign_verdict(low, high, threshold=threshold, holds_above=holds_above)
-    if len(sets) * max(s.size for s in sets) < 2 and verdict != "fails":
-        verdict = "inconclusive"  # one run: no replicate, no interval worth the name
     means = [float(s.values.mean()) for s in sets]
     detail = (f"{what}; level means {levels_text(decays, means)}; runs per level "
               f"{[s.size for s in sets]}" + (f"; {missing} run(s) without a value left out" if missing else ""))
+    if min(s.size for s in sets) < 2:
+        # a level with one run has no replicate: resampling it gives a zero-width interval that would
+        # pretend to a certainty the data do not have
+        return ClaimResult(claim_id, claim, source, criterion, "inconclusive", statistic=statistic,
+                           detail=f"{detail}; a level with a single run has no replicate, so no interval")
+    low, high = _interval(sets, resamples=resamples, seed=seed)
+    verdict = _sign_verdict(low, high, threshold=threshold, holds_above=holds_above)
     return ClaimResult(claim_id, claim, source, criterion, verdict, statistic=statistic, interval=(low, high),
                        detail=detail)
 

@@ -51,9 +51,12 @@ def test_gap_claims_go_both_ways(runs, no_gap, gap):
     assert pc.grokking_gap(planted_runs, source=SOURCE).verdict == gap
 
 
-def test_gap_claim_with_one_run_is_inconclusive_not_holds():
+def test_gap_claim_with_one_run_per_level_is_inconclusive_not_holds():
     (run,) = _no_gap(seeds=1)[:1]
     assert pc.no_gap([run], source=SOURCE).verdict == "inconclusive"
+    # one seed at each of two levels: still no replicate within a level, so no interval and no verdict
+    result = pc.no_gap(_no_gap(seeds=1), source=SOURCE)
+    assert result.verdict == "inconclusive" and result.interval is None and result.statistic > 0.9
 
 
 def test_never_fitted_runs_have_no_ratio():
