@@ -134,26 +134,31 @@ def test_accuracy_ratio_at_fit(run: RunCurves, *, fit_threshold: float = FIT_THR
     return float(at_fit / final)
 
 
+def _gap_claim(runs: Sequence[RunCurves], claim_id: str, claim: str, *, source: Source, ratio: float, holds_above: bool,
+               resamples: int, seed: int) -> ClaimResult:
+    """The two directions of the test-accuracy ratio at the fit (:func:`test_accuracy_ratio_at_fit`)."""
+    sets, decays, missing = _per_level(runs, test_accuracy_ratio_at_fit)
+    side, other = ("above", "at or below") if holds_above else ("below", "at or above")
+    criterion = (f"holds: the 95% within-level bootstrap interval of the mean (over lambda levels) test-accuracy ratio "
+                 f"(at the fit / final) lies {side} {ratio:g}; fails: it lies {other} {ratio:g}")
+    return _result(claim_id, claim, source, criterion, sets, decays, missing,
+                   "ratio = test accuracy at the fit / final test accuracy", threshold=ratio, holds_above=holds_above,
+                   resamples=resamples, seed=seed)
+
+
 def no_gap(runs: Sequence[RunCurves], *, source: Source, ratio: float = NO_GAP_RATIO, resamples: int = 2000,
            seed: int = 0) -> ClaimResult:
     """``no-gap``: test accuracy rises with training accuracy (no grokking delay)."""
-    sets, decays, missing = _per_level(runs, test_accuracy_ratio_at_fit)
-    criterion = (f"holds: the 95% within-level bootstrap interval of the mean (over lambda levels) test-accuracy "
-                 f"ratio (at the fit / final) lies above {ratio:g}; fails: it lies at or below {ratio:g}")
-    return _result("no-gap", "Test accuracy rises together with the fit of the training set: no grokking gap.",
-                   source, criterion, sets, decays, missing, "ratio = test accuracy at the fit / final test accuracy",
-                   threshold=ratio, holds_above=True, resamples=resamples, seed=seed)
+    return _gap_claim(runs, "no-gap", "Test accuracy rises together with the fit of the training set: no grokking gap.",
+                      source=source, ratio=ratio, holds_above=True, resamples=resamples, seed=seed)
 
 
 def grokking_gap(runs: Sequence[RunCurves], *, source: Source, ratio: float = GAP_RATIO, resamples: int = 2000,
                  seed: int = 0) -> ClaimResult:
     """``grokking-gap``: at the fit, test accuracy is still far below where it ends (grokking)."""
-    sets, decays, missing = _per_level(runs, test_accuracy_ratio_at_fit)
-    criterion = (f"holds: the 95% within-level bootstrap interval of the mean test-accuracy ratio (at the fit / final) "
-                 f"lies below {ratio:g}; fails: it lies at or above {ratio:g}")
-    return _result("grokking-gap", "The training set is fitted long before the test accuracy rises (a grokking gap).",
-                   source, criterion, sets, decays, missing, "ratio = test accuracy at the fit / final test accuracy",
-                   threshold=ratio, holds_above=False, resamples=resamples, seed=seed)
+    return _gap_claim(runs, "grokking-gap",
+                      "The training set is fitted long before the test accuracy rises (a grokking gap).",
+                      source=source, ratio=ratio, holds_above=False, resamples=resamples, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------
