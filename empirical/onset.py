@@ -75,6 +75,7 @@ __all__ = [
     "STATUSES",
     "GrokkingOnset",
     "diverged_onset",
+    "run_onset",
     "FitEvents",
     "fit_events",
     "FIT_THRESHOLD",
@@ -401,6 +402,13 @@ def diverged_onset(result: GrokkingOnset) -> GrokkingOnset:
     """``result`` of a run whose training diverged: status ``"diverged"``, no level or onset (its
     curves stop at the divergence, so a rise there is no grokking); the fit events are kept."""
     return dataclasses.replace(result, status="diverged", level=None, onset_step=None)
+
+
+def run_onset(run: Any, *, fit_threshold: float = FIT_THRESHOLD) -> GrokkingOnset:
+    """`grokking_onset` of a logged run (anything with ``steps``, ``column(name)`` and ``diverged``,
+    e.g. ``empirical.runs.Run``), as `diverged_onset` when its training diverged."""
+    result = grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc"), fit_threshold=fit_threshold)
+    return diverged_onset(result) if run.diverged else result
 
 
 def rnc1_drop_time(

@@ -25,10 +25,9 @@ from ncgrok.empirical.onset import (
     RNC1_FRACTION,
     STATUSES,
     GrokkingOnset,
-    diverged_onset,
-    grokking_onset,
     onset_definitions,
     rnc1_drop_time,
+    run_onset,
 )
 from ncgrok.theory._validation import as_scalar
 from ncgrok.theory.timescales import LogLogFit, fit_loglog_slope, fit_onset_constant, predicted_onset
@@ -294,9 +293,7 @@ class OnsetAnalysis:
 
 def _run_onset(run: Run, *, fit_threshold: float, rnc1_fraction: float) -> RunOnset:
     steps = run.steps
-    result = grokking_onset(steps, run.column("train_acc"), run.column("test_acc"), fit_threshold=fit_threshold)
-    if run.diverged:
-        result = diverged_onset(result)
+    result = run_onset(run, fit_threshold=fit_threshold)
     rnc1 = run.column("rnc1")
     finite = np.isfinite(rnc1)
     drop = None

@@ -75,12 +75,11 @@ def _check_data(stages: Sequence[Stage]) -> None:
 
 
 def _outcomes(label: str, runs: Sequence[Any]) -> list[RunOutcome]:
-    from ncgrok.empirical.onset import diverged_onset, grokking_onset
+    from ncgrok.empirical.onset import run_onset
 
     outcomes = []
     for run in runs:
-        onset = grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc"))
-        onset = diverged_onset(onset) if run.diverged else onset
+        onset = run_onset(run)
         train, test = run.column("train_acc"), run.column("test_acc")
         outcomes.append(RunOutcome(f"{label}/{run.name}", onset.fit_step, onset.onset_step, onset.status,
                                    float(train[-1]) if len(train) else None, float(test[-1]) if len(test) else None))

@@ -232,15 +232,10 @@ class ProgressBar:
 def run_onsets(run_dirs: Sequence[Path]) -> list[Any]:
     """``empirical.onset.GrokkingOnset`` of each run, from its ``metrics.csv`` (status ``diverged``
     for a run whose training diverged)."""
-    from ncgrok.empirical.onset import diverged_onset, grokking_onset
+    from ncgrok.empirical.onset import run_onset
     from ncgrok.empirical.runs import load_run
 
-    onsets = []
-    for directory in run_dirs:
-        run = load_run(directory)
-        onset = grokking_onset(run.steps, run.column("train_acc"), run.column("test_acc"))
-        onsets.append(diverged_onset(onset) if run.diverged else onset)
-    return onsets
+    return [run_onset(load_run(directory)) for directory in run_dirs]
 
 
 def _final(final: dict[str, Any], column: str, spec: str) -> str:

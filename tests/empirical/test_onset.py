@@ -249,3 +249,22 @@ def test_end_to_end_planted_onsets_through_curves():
         assert abs(record.result.delay - 1.0 / (LR * record.weight_decay)) <= 10
     assert summary.slope_fit.slope == pytest.approx(-1.0, abs=0.01)
     assert summary.onset_constant == pytest.approx(1.0, rel=0.01)
+
+
+def test_run_onset_reads_a_logged_run_and_marks_divergence():
+    """`run_onset` is `grokking_onset` of the run's columns, and `diverged_onset` of it for a diverged run."""
+    from types import SimpleNamespace
+
+    from ncgrok.empirical.onset import diverged_onset, grokking_onset, run_onset
+
+    steps = np.arange(0, 4000, 100)
+    train = np.clip(steps / 1000, 0, 1)
+    test = np.where(steps < 2500, 0.1, 0.95)
+    columns = {"train_acc": train, "test_acc": test}
+    run = SimpleNamespace(steps=steps, column=columns.__getitem__, diverged=False)
+    expected = grokking_onset(steps, train, test)
+    assert expected.status == "grokked"
+    assert run_onset(run) == expected
+    run.diverged = True
+    assert run_onset(run) == diverged_onset(expected)
+    assert run_onset(run).status == "diverged" and run_onset(run).onset_step is None
