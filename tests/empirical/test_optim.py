@@ -175,3 +175,39 @@ def test_state_is_bound_to_its_tensors_and_inputs_are_checked():
     with pytest.raises(ValueError, match="optimizer_impl='fused' for sgd needs momentum 0"):
         sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=0.9, impl="fused")
     assert sgd_init(params, grads, lrs=LRS, weight_decays=DECAYS, momentum=0.9).plan.impl == "foreach"
+
+
+def test_fused_adamw_merges_only_tail_free_tensors_of_consecutive_runs():
+    """The plan's group calls: a (k, ...) slice for consecutive runs whose per-run size is a multiple of
+    MERGE_UNIT ((16, 4) here, for runs 0-1 and 3-4), one view per run for everything else."""
+    from ncgrok.empirical.optim import MERGE_UNIT
+
+    params = _stacked(torch.float32)
+    grads = [torch.zeros_like(p) for p in params]
+    state = adamw_init(params, grads, lrs=LRS, weight_decays=DECAYS, impl="fused")
+    calls = state.plan.work.groups
+    assert [(c.lr, c.weight_decay) for c in calls] == [(1e-3, 0.1), (3e-3, 0.0), (2e-3, 0.03)]
+    merged = [(p.shape[0], p.shape[1:]) for c in calls for p in c.tensors[0] if p.dim() == 3]
+    assert merged == [(2, (16, 4)), (2, (16, 4))] and 64 % MERGE_UNIT == 0
+    # runs 2 and 5 share a group but are not consecutive: one view per run and tensor
+    assert len(calls[1].tensors[0]) == 2 * len(SHAPES)
+    # the others: 3 tensors with a tail x 2 runs + 1 slice
+    assert len(calls[0].tensors[0]) == len(calls[2].tensors[0]) == 3 * 2 + 1
+
+
+def test_a_call_spanning_runs_with_tails_is_not_torch(monkeypatch):
+    """The planted violation behind MERGE_UNIT: merging every tensor of consecutive runs (unit 1) puts run
+    boundaries inside vector registers, and the bit-for-bit comparison with torch.optim.AdamW catches it."""
+    import ncgrok.empirical.optim as optim
+
+    monkeypatch.setattr(optim, "MERGE_UNIT", 1)
+    params = _stacked(torch.float32)
+    grads = [torch.zeros_like(p) for p in params]
+    state = adamw_init(params, grads, lrs=LRS, weight_decays=DECAYS, betas=BETAS, eps=EPS, impl="fused")
+
+    def make(tensors, r):
+        return torch.optim.AdamW(tensors, lr=LRS[r], weight_decay=DECAYS[r], betas=BETAS, eps=EPS, fused=True)
+
+    state, copies, _ = _run_against_torch(params, grads, state, adamw_update, make, steps=300, seed=1)
+    differ = [(r, i) for r in range(len(LRS)) for i, c in enumerate(copies[r]) if not torch.equal(params[i][r], c.detach())]
+    assert differ, "merging runs with scalar tails was expected to change some element's rounding"
