@@ -16,7 +16,7 @@ import numpy as np
 from ncgrok.empirical.ledger.core import ClaimResult, RunCurves, Source
 from ncgrok.empirical.ledger.replicates import RunEvents, level_values, sweep_levels
 from ncgrok.empirical.ledger.stats import Censored, bootstrap_levels, censored_median, rank_correlation
-from ncgrok.empirical.ledger.verdicts import levels_text, pooled_band_claim
+from ncgrok.empirical.ledger.verdicts import levels_text, pooled_band_claim, unreplicated_claim
 
 __all__ = ["tau2_lower_bound", "nc2_follows_rnc1", "GRADIENT_DESCENT"]
 
@@ -70,8 +70,11 @@ def tau2_lower_bound(
     lambda. Per level the Kaplan-Meier median of ``rho``; a run where RNC1 has not fallen by its last
     log is a lower bound. The statistic is the smallest level median; its interval's low end
     resamples medians with those runs at their bounds (a valid lower bound of each median), its high
-    end with them unbounded, so a short run can neither confirm nor refute. Gradient-descent runs only (optimizer ``sgd``/``gd``) unless
-    ``apply_to_adamw``: the theorem is for gradient descent.
+    end with them unbounded, so a short run can neither confirm nor refute. The smallest median is taken
+    over levels, but each level's median is resampled from that level's seeds, so a level with a single
+    run gives no interval and the claim is ``inconclusive`` (:func:`ledger.verdicts.unreplicated_claim`).
+    Gradient-descent runs only (optimizer ``sgd``/``gd``) unless ``apply_to_adamw``: the theorem is for
+    gradient descent.
     """
     source = Source("Thm. 4.3 (rate published; constant and event reconstructed)", "reconstructed")
     claim = "RNC1 does not collapse sooner after the fit than Thm. 4.3's 1/(eta lambda) time scale allows."
@@ -98,6 +101,12 @@ def tau2_lower_bound(
     if not sets:
         return ClaimResult("tau2-lower-bound", claim, source, criterion, "inconclusive",
                            detail=f"{head}; no run with a fit and RNC1")
+    smallest = _smallest_upper_median(sets)
+    statistic = smallest if math.isfinite(smallest) else None
+    withheld = unreplicated_claim("tau2-lower-bound", claim, source, criterion, sets, decays, statistic=statistic,
+                                  detail=head)
+    if withheld is not None:
+        return withheld
     options = dict(resamples=resamples, confidence=confidence, seed=seed)  # same seed: the same resamples
     low = bootstrap_levels(sets, _smallest_lower_median, **options).low
     high = bootstrap_levels(sets, _smallest_upper_median, **options).high
@@ -107,9 +116,7 @@ def tau2_lower_bound(
         verdict = "fails"
     else:
         verdict = "inconclusive"
-    statistic = _smallest_upper_median(sets)
-    return ClaimResult("tau2-lower-bound", claim, source, criterion, verdict,
-                       statistic=statistic if math.isfinite(statistic) else None, interval=(low, high),
+    return ClaimResult("tau2-lower-bound", claim, source, criterion, verdict, statistic=statistic, interval=(low, high),
                        detail=f"{head}; interval: low end with not-yet-fallen runs at their bounds, high end with "
                               "them unbounded")
 
@@ -134,7 +141,8 @@ def nc2_follows_rnc1(
     """``nc2-follows-rnc1``: after the (last re-)fit, NC2 and RNC1 move together.
 
     Per run, Spearman's rank correlation of NC2 and RNC1 over the logged steps from the last re-fit on;
-    pooled as the mean over lambda levels of the per-level median. Caveat: two curves that both fall
+    pooled as the mean over lambda levels of the per-level median, its interval resampling runs within
+    levels (no interval, ``inconclusive``, when a level has a single run). Caveat: two curves that both fall
     after the fit correlate even when they fall at different times, so this checks a common direction
     over the logs, not simultaneity.
     """

@@ -10,7 +10,10 @@
 Every check reads runs through :mod:`ledger.replicates` (lambda levels of one learning rate, copies
 merged, onsets censored at the last log), uses the level as the unit of replication
 (:mod:`ledger.stats`), and states its criterion before looking at the data. Bootstrap intervals are
-reproducible (``seed``) percentile intervals from ``resamples`` within-level resamples.
+reproducible (``seed``) percentile intervals from ``resamples`` within-level resamples, made only when
+every level entering the statistic has at least two runs (``ledger.stats`` module docstring): with a
+level of one run ``sync-rnc1-onset`` and ``r6-scaling`` are ``inconclusive`` with no interval, and
+``monotone-lambda`` gives no interval but keeps the verdict of its permutation test (its docstring).
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ from ncgrok.empirical.ledger.stats import (
     loglog_level_slope,
     pair_scores,
 )
-from ncgrok.empirical.ledger.verdicts import fmt, levels_text, pooled_band_claim
+from ncgrok.empirical.ledger.verdicts import fmt, levels_text, pooled_band_claim, unreplicated_reason
 
 __all__ = ["monotone_lambda", "sync_rnc1_onset", "r6_scaling", "MIN_LEVELS"]
 
@@ -50,6 +53,15 @@ def monotone_lambda(
     enter as lower bounds (Gehan scores). The statistic is the weaker of the two concordances (1: every
     run at a larger lambda is earlier than every run at a smaller one), with a within-level bootstrap
     interval. A significant increase (overall, or between adjacent levels) makes it fail.
+
+    A level with a single run: the concordance's interval resamples runs within levels, so it is not
+    made (``interval`` is ``None``, the detail names the levels). The verdict stands: it comes from the
+    Jonckheere-Terpstra test, whose null distribution permutes the level labels over all runs (under
+    "lambda has no effect" every run is exchangeable with every other, whatever the number per level),
+    not from resampling within a level. Its smallest attainable p-value is ``1 / #assignments`` (``1/n!``
+    with one run at each of ``n`` levels), so few unreplicated levels cannot reach a verdict: ``holds``
+    needs four (``1/24 < 0.05``), and ``fails``, at the Bonferroni level ``alpha / (2 n)`` of its ``2 n``
+    increase tests, six.
     """
     sweep = sweep_levels(runs)
     claim = "Stronger weight decay brings the grokking onset earlier and shortens the delay after the fit."
@@ -85,7 +97,8 @@ def monotone_lambda(
     def weaker_trend(drawn: list[ReplicateTable]) -> float:
         return min(concordance_of_members(matrix, [level.rows for level in drawn]) for matrix in scores)
 
-    interval = bootstrap_levels(members, weaker_trend, resamples=resamples, seed=seed)
+    reason = unreplicated_reason(decays, sets)
+    interval = None if reason else bootstrap_levels(members, weaker_trend, resamples=resamples, seed=seed)
     if increases:
         verdict = "fails"
     elif all(test.p_value < alpha for test in decreasing.values()):
@@ -98,9 +111,11 @@ def monotone_lambda(
         for name, test in decreasing.items()
     )
     detail = f"{head}; {tests}; significant increases (Bonferroni level {threshold:.3g}): {', '.join(increases) or 'none'}"
+    if reason:
+        detail += f"; {reason} (the verdict is the permutation test's, which needs no replicate within a level)"
     return ClaimResult("monotone-lambda", claim, PAPER_ONSET, criterion, verdict,
                        statistic=min(t.concordance for t in decreasing.values()),
-                       interval=(interval.low, interval.high), detail=detail,
+                       interval=None if interval is None else (interval.low, interval.high), detail=detail,
                        extra={"p_values": {name: t.p_value for name, t in decreasing.items()}})
 
 
@@ -126,7 +141,8 @@ def sync_rnc1_onset(
 
     Per grokked run, the relative lag ``r = (t_drop - t_onset) / (t_onset - t_fit)`` (the lag between
     the RNC1 drop and the onset in units of the lag between the fit and the onset); pooled as the mean
-    over lambda levels of the per-level Kaplan-Meier median (seeds nested in levels).
+    over lambda levels of the per-level Kaplan-Meier median (seeds nested in levels); its interval
+    resamples runs within levels, so a level with a single run makes it ``inconclusive`` with no interval.
     """
     claim = "The decrease of RNC1 is synchronised with the rise of test accuracy, not with fitting the training set."
     criterion = (
@@ -162,11 +178,15 @@ def _delay_slope(sweep: Sweep, event: str, *, resamples: int, confidence: float,
     medians = [censored_median(s) for s in sets]
     usable = [(d, s) for d, s, m in zip(decays, sets, medians) if m is not None and m > 0]
     out = {"event": event, "missing": missing, "levels": levels_text(decays, medians),
-           "dropped": len(sets) - len(usable), "slope": None, "interval": None, "verdict": "inconclusive"}
+           "dropped": len(sets) - len(usable), "slope": None, "interval": None, "verdict": "inconclusive",
+           "unreplicated": ""}
     if len(usable) < MIN_LEVELS:
         return out
     used = [d for d, _ in usable]
     out["slope"] = loglog_level_slope(used, [censored_median(s) for _, s in usable])
+    out["unreplicated"] = unreplicated_reason(used, [s for _, s in usable])
+    if out["unreplicated"]:
+        return out
     interval = bootstrap_levels(
         [s for _, s in usable], lambda drawn: loglog_level_slope(used, [censored_median(s) for s in drawn]),
         resamples=resamples, confidence=confidence, seed=seed,
@@ -185,6 +205,14 @@ def r6_scaling(
     The delay is measured from the first fit and, separately, from the last re-fit; each level's
     delay is its Kaplan-Meier median (censored runs as lower bounds); levels whose median is undefined
     (censoring) or zero are left out and counted; the interval resamples seeds within levels.
+
+    The slope is fitted over levels, but its uncertainty here is the seed-to-seed spread of each level's
+    median (the levels are fixed design points, not resampled), so the within-level rule applies: when
+    a level entering the fit has a single run there is no interval, that event's verdict is
+    ``inconclusive`` and the slope is shown as measured. (An interval from the scatter of the level
+    medians about the fitted line would need no replicate, but it is another statistic: it mixes seed
+    noise with departures from a power law, rests on as few as three points, and is not the interval
+    the criterion was fixed on; it is not substituted.)
     """
     source = Source("R6, reconstructed from Thm. 4.3's 1/(eta lambda) time scale; not a claim of the paper",
                     "reconstructed")
@@ -202,7 +230,8 @@ def r6_scaling(
     parts = []
     for fit in fits:
         interval = "none" if fit["interval"] is None else f"[{fmt(fit['interval'][0])}, {fmt(fit['interval'][1])}]"
-        parts.append(f"from {fit['event']}: slope {fmt(fit['slope'])} {interval} ({fit['verdict']}); "
+        unreplicated = f"{fit['unreplicated']}; " if fit["unreplicated"] else ""
+        parts.append(f"from {fit['event']}: slope {fmt(fit['slope'])} {interval} ({fit['verdict']}); {unreplicated}"
                      f"level medians {fit['levels']}; {fit['dropped']} level(s) with an undefined or zero median "
                      f"left out; {fit['missing']} run(s) without a delay")
     first = fits[0]

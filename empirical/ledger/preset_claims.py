@@ -24,7 +24,9 @@ CNN of Fig. 7, not a property every sweep should have.
 
 Every statistic is a per-run value; runs are replicates nested in weight-decay levels (seeds within a
 level are not independent levels), so intervals are within-level bootstrap percentile intervals
-(:func:`ledger.stats.bootstrap_levels`) of the mean over levels of the level means.
+(:func:`ledger.stats.bootstrap_levels`) of the mean over levels of the level means, judged through
+:func:`ledger.verdicts.bootstrap_claim`: a level with a single run gives no interval and the claim is
+``inconclusive`` with its statistic shown (the ledger's one rule for every bootstrap-based claim).
 """
 from __future__ import annotations
 
@@ -36,8 +38,8 @@ import numpy as np
 
 from ncgrok.empirical.ledger.core import ClaimResult, RunCurves, Source
 from ncgrok.empirical.ledger.replicates import sweep_levels
-from ncgrok.empirical.ledger.stats import Censored, bootstrap_levels, rank_correlation
-from ncgrok.empirical.ledger.verdicts import fmt, levels_text
+from ncgrok.empirical.ledger.stats import Censored, rank_correlation
+from ncgrok.empirical.ledger.verdicts import bootstrap_claim, fmt, levels_text
 from ncgrok.empirical.onset import FIT_THRESHOLD, first_fit_step
 
 __all__ = [
@@ -60,11 +62,6 @@ def _mean_of_level_means(levels: Sequence[Censored]) -> float | None:
     if not levels or any(level.size == 0 for level in levels):
         return None
     return float(np.mean([level.values.mean() for level in levels]))
-
-
-def _interval(levels: list[Censored], *, resamples: int, seed: int, confidence: float = 0.95) -> tuple[float, float]:
-    interval = bootstrap_levels(levels, _mean_of_level_means, resamples=resamples, confidence=confidence, seed=seed)
-    return interval.low, interval.high
 
 
 def _per_level(runs: Sequence[RunCurves], value: Callable[[RunCurves], float | None],
@@ -99,19 +96,13 @@ def _result(claim_id: str, claim: str, source: Source, criterion: str, sets: lis
     if not sets:
         return ClaimResult(claim_id, claim, source, criterion, "inconclusive",
                            detail=f"no run has a value ({missing} run(s) without one: {what})")
-    statistic = _mean_of_level_means(sets)
     means = [float(s.values.mean()) for s in sets]
     detail = (f"{what}; level means {levels_text(decays, means)}; runs per level "
               f"{[s.size for s in sets]}" + (f"; {missing} run(s) without a value left out" if missing else ""))
-    if min(s.size for s in sets) < 2:
-        # a level with one run has no replicate: resampling it gives a zero-width interval that would
-        # pretend to a certainty the data do not have
-        return ClaimResult(claim_id, claim, source, criterion, "inconclusive", statistic=statistic,
-                           detail=f"{detail}; a level with a single run has no replicate, so no interval")
-    low, high = _interval(sets, resamples=resamples, seed=seed)
-    verdict = _sign_verdict(low, high, threshold=threshold, holds_above=holds_above)
-    return ClaimResult(claim_id, claim, source, criterion, verdict, statistic=statistic, interval=(low, high),
-                       detail=detail)
+    return bootstrap_claim(claim_id, claim, source, criterion, sets, decays, detail, statistic=_mean_of_level_means,
+                           verdict_of=lambda low, high: _sign_verdict(low, high, threshold=threshold,
+                                                                      holds_above=holds_above),
+                           resamples=resamples, confidence=0.95, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------

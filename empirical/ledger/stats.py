@@ -22,7 +22,21 @@ not started, by the last logged step: the value is only known to exceed a bound)
   becomes infinite when too many resamples are undefined.
 
 Replicates that are identical copies (the same curves twice) must be merged before calling these
-(``ledger.runs`` does): the bootstrap then gives exactly the interval of the de-duplicated data.
+(``ledger.replicates.sweep_levels`` does): the bootstrap then gives exactly the interval of the
+de-duplicated data.
+
+**No interval from an unreplicated level.** A level with a single replicate (after copies are merged)
+gives back that one replicate in every resample, so its part of the statistic never varies: the
+interval leaves out that level's seed-to-seed spread (too narrow; zero width when every level is so),
+a certainty the data do not have. An interval is therefore made only when every level entering the
+statistic has at least :data:`MIN_REPLICATES` (2) distinct replicates: :func:`unreplicated_levels`
+names the others, and :func:`bootstrap_levels` refuses them (``ValueError``) rather than return a
+degenerate interval. The ledger's claims report that case as ``inconclusive`` with the point
+statistic and no interval (``ledger.verdicts``). The rule holds as well for statistics pooled over
+levels (a mean or a slope over weight decays): the resampling unit is still the seed within a level,
+and a one-run level is a fixed point in every resample. A test whose null distribution comes from
+elsewhere (the Jonckheere-Terpstra permutation of level labels across all runs) needs no within-level
+replicate and is not affected.
 """
 from __future__ import annotations
 
@@ -42,6 +56,8 @@ __all__ = [
     "concordance_of_members",
     "censored_median",
     "BootstrapInterval",
+    "MIN_REPLICATES",
+    "unreplicated_levels",
     "bootstrap_levels",
     "ReplicateTable",
     "loglog_level_slope",
@@ -262,6 +278,15 @@ class BootstrapInterval:
     undefined: int
 
 
+MIN_REPLICATES = 2
+
+
+def unreplicated_levels(levels: Sequence[Any]) -> tuple[int, ...]:
+    """Positions of the ``levels`` (objects with ``size``) with fewer than :data:`MIN_REPLICATES`
+    replicates: resampling within such a level cannot vary it, so no interval is made (module docstring)."""
+    return tuple(i for i, level in enumerate(levels) if level.size < MIN_REPLICATES)
+
+
 def bootstrap_levels(
     levels: Sequence[Any],
     statistic: Callable[[list[Any]], float | None],
@@ -274,8 +299,17 @@ def bootstrap_levels(
 
     ``levels`` are objects with ``size`` and ``take(index_array)`` (e.g. :class:`Censored`, or
     :class:`ReplicateTable`); each resample draws ``size`` replicates with replacement from every
-    level independently. ``statistic`` returns a number, or ``None``/NaN when undefined.
+    level independently. ``statistic`` returns a number, or ``None``/NaN when undefined. Every level
+    needs at least :data:`MIN_REPLICATES` replicates (check :func:`unreplicated_levels` first): a
+    ``ValueError`` otherwise, never a zero-width interval.
     """
+    single = unreplicated_levels(levels)
+    if single:
+        raise ValueError(
+            f"levels: level(s) at position(s) {', '.join(map(str, single))} have fewer than {MIN_REPLICATES} "
+            "replicates, so resampling within them gives no interval; leave the interval out for such data "
+            "(see unreplicated_levels)"
+        )
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     if resamples < 1:

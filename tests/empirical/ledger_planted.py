@@ -6,6 +6,7 @@ directory is not a package).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 from typing import Callable
@@ -83,6 +84,13 @@ def scaling_sweep(*, slope: float = -1.0, seeds: int = 5, jitter: float = 0.05, 
             delay = delay_at_001 * (decay / 0.01) ** slope * np.exp(jitter * rng.standard_normal())
             runs.append(planted_run(decay, s, onset=measured_fit() + 100.0 * round(delay / 100.0), **options))
     return runs
+
+
+def copies(runs: list[RunCurves], times: int = 1) -> list[RunCurves]:
+    """``runs`` followed by ``times`` copies of each under new names and seeds but with the same curves:
+    exact duplicates, which the ledger merges into one run."""
+    return list(runs) + [dataclasses.replace(r, name=f"{r.name}_copy{c}", seed=100 * (c + 1) + r.seed)
+                         for c in range(times) for r in runs]
 
 
 def write_run_directory(root: Path, run: RunCurves, *, layout: str = "ncgrok") -> Path:

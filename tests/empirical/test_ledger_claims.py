@@ -93,14 +93,14 @@ def test_sync_not_applicable_without_rnc1():
 # tau2-lower-bound
 
 
-def collapse_sweep(multiple: float, *, optimizer: str = "sgd", lr: float = 0.01, steps=planted.STEPS):
+def collapse_sweep(multiple: float, *, optimizer: str = "sgd", lr: float = 0.01, steps=planted.STEPS, seeds: int = 3):
     """RNC1 decays exponentially from the fit and reaches 0.1x after ``multiple`` x log(10)/(2 eta lambda)
     steps, i.e. rho = multiple (up to 10% seed jitter and the 100-step logging)."""
     rng = np.random.default_rng(4)
     fit = planted.measured_fit()
     runs = []
     for decay in (0.005, 0.01, 0.02, 0.04):
-        for seed in range(3):
+        for seed in range(seeds):
             tau = multiple * np.exp(0.1 * rng.standard_normal()) / (2 * lr * decay)
             curve = lambda steps, tau=tau: np.where(steps < fit, 0.5, 0.5 * np.exp(-(steps - fit) / tau))  # noqa: E731
             runs.append(planted.planted_run(decay, seed, onset=fit + 5_000.0, rnc1=curve, optimizer=optimizer, lr=lr,
@@ -210,6 +210,100 @@ def test_nc2_holds_when_it_moves_with_rnc1_and_fails_when_it_opposes():
     opposes = nc2_follows_rnc1(planted.scaling_sweep(jitter=0.2, nc2="opposes"), **FAST)
     assert opposes.verdict == "fails" and opposes.statistic < -0.9
     assert nc2_follows_rnc1(planted.scaling_sweep(nc2=None), **FAST).verdict == "not_applicable"
+
+
+# ---------------------------------------------------------------------------------------------
+# one run per level: no interval, so no verdict from the bootstrap
+
+ONE_RUN = "a level with a single run has no replicate, so no interval (one run at lambda"
+
+# claim id: (check, planted runs that hold with `seeds` runs per level, runs that fail; the statistic each
+# plants, with a tolerance covering the seed jitter of one run per level)
+BOOTSTRAP_CASES = {
+    "sync-rnc1-onset": (
+        sync_rnc1_onset,
+        lambda seeds: planted.scaling_sweep(seeds=seeds, jitter=0.2),
+        lambda seeds: planted.scaling_sweep(seeds=seeds, jitter=0.2, rnc1_centre=planted.measured_fit() + 300.0,
+                                            rnc1_width=100.0),
+        (pytest.approx(0.0, abs=0.5), pytest.approx(-1.0, abs=0.1)),
+    ),
+    "nc2-follows-rnc1": (
+        nc2_follows_rnc1,
+        lambda seeds: planted.scaling_sweep(seeds=seeds, jitter=0.2),
+        lambda seeds: planted.scaling_sweep(seeds=seeds, jitter=0.2, nc2="opposes"),
+        (pytest.approx(1.0, abs=0.01), pytest.approx(-1.0, abs=0.01)),
+    ),
+    "tau2-lower-bound": (
+        tau2_lower_bound,
+        lambda seeds: collapse_sweep(3.0, seeds=seeds),
+        lambda seeds: collapse_sweep(0.3, seeds=seeds),
+        (pytest.approx(3.0, rel=0.3), pytest.approx(0.3, rel=0.3)),
+    ),
+    "r6-scaling": (
+        r6_scaling,
+        lambda seeds: planted.scaling_sweep(seeds=seeds, slope=-1.0, jitter=0.2),
+        lambda seeds: planted.scaling_sweep(seeds=seeds, slope=-0.1, jitter=0.2),
+        (pytest.approx(-1.0, abs=0.3), pytest.approx(-0.1, abs=0.3)),
+    ),
+}
+
+
+@pytest.mark.parametrize("planted_verdict", ["holds", "fails"])
+@pytest.mark.parametrize("claim_id", BOOTSTRAP_CASES)
+def test_one_run_per_level_is_inconclusive_where_two_runs_decide(claim_id, planted_verdict):
+    """The same planted law with two runs per level holds (or fails), so the check can decide (an exactly
+    planted NC2 gives every run rho = 1, a legitimately zero-width interval from replicates); with one
+    run per level resampling within a level returns that run, there is no interval, and the claim is
+    inconclusive, its statistic shown as measured (near the planted value) and the levels named."""
+    check, holding, failing, planted_statistic = BOOTSTRAP_CASES[claim_id]
+    build, expected = (holding, planted_statistic[0]) if planted_verdict == "holds" else (failing, planted_statistic[1])
+    replicated = check(build(2), **FAST)
+    assert replicated.verdict == planted_verdict and replicated.interval[0] <= replicated.interval[1]
+    single = check(build(1), **FAST)
+    assert single.verdict == "inconclusive" and single.interval is None
+    assert single.statistic == expected
+    levels = (0.005, 0.01, 0.02, 0.04) if claim_id == "tau2-lower-bound" else planted.DECAYS
+    assert f"{ONE_RUN} {', '.join(f'{d:g}' for d in levels)})" in single.detail
+
+
+@pytest.mark.parametrize("claim_id", BOOTSTRAP_CASES)
+def test_copied_seeds_of_one_run_still_count_as_one_run(claim_id):
+    """Two copies of each run of a one-run-per-level sweep (new names and seeds, same curves) are merged:
+    still one run per level, still no interval."""
+    check, _, failing, _ = BOOTSTRAP_CASES[claim_id]
+    runs = failing(1)
+    result = check(planted.copies(runs, times=2), **FAST)
+    assert result.verdict == "inconclusive" and result.interval is None and ONE_RUN in result.detail
+    assert f"{2 * len(runs)} identical copies of runs merged" in result.detail
+
+
+def test_a_single_unreplicated_level_is_enough_to_withhold_the_interval():
+    runs = [r for r in planted.scaling_sweep(seeds=2, jitter=0.2, nc2="opposes") if (r.weight_decay, r.seed) != (0.02, 1)]
+    result = nc2_follows_rnc1(runs, **FAST)
+    assert result.verdict == "inconclusive" and result.interval is None
+    assert f"{ONE_RUN} 0.02)" in result.detail
+
+
+def test_monotone_lambda_with_one_run_per_level_keeps_its_permutation_verdict_without_an_interval():
+    """The trend test permutes level labels over all runs, so one run per level is a valid test: a
+    perfectly ordered sweep of n levels has exact p = 1/n! (one of n! equally likely orders under the
+    null). The verdict stands, the concordance's within-level interval is withheld. Five ordered levels
+    hold (1/120 < 0.05) but an increase on five cannot fail (1/120 > Bonferroni 0.05/10); on six it
+    does (1/720 < 0.05/12); three levels cannot hold (1/6). Jitter 0.02 cannot reorder levels whose
+    delays differ by a factor 2 (slope -1) or sqrt(2) (slope 0.5)."""
+    down = monotone_lambda(planted.scaling_sweep(seeds=1, slope=-1.0, jitter=0.02), **FAST)
+    assert down.verdict == "holds" and down.interval is None and down.statistic == 1.0
+    assert down.extra["p_values"] == {"onset": pytest.approx(1 / 120), "delay": pytest.approx(1 / 120)}
+    assert f"{ONE_RUN} 0.005, 0.01, 0.02, 0.04, 0.08)" in down.detail
+    up = monotone_lambda(planted.scaling_sweep(seeds=1, slope=0.5, jitter=0.02), **FAST)
+    assert up.verdict == "inconclusive" and up.interval is None and up.statistic == -1.0
+    six = monotone_lambda(planted.scaling_sweep(seeds=1, slope=0.5, jitter=0.02, decays=planted.DECAYS + (0.16,)), **FAST)
+    assert six.verdict == "fails" and six.interval is None
+    three = monotone_lambda(planted.scaling_sweep(seeds=1, jitter=0.02, decays=(0.01, 0.02, 0.04)), **FAST)
+    assert three.verdict == "inconclusive" and three.extra["p_values"]["onset"] == pytest.approx(1 / 6)
+    two = monotone_lambda(planted.scaling_sweep(seeds=2, slope=-1.0, jitter=0.02), **FAST)
+    # two runs per level: the interval is made (every resample of these ordered runs is ordered: [1, 1])
+    assert two.verdict == "holds" and two.interval == (1.0, 1.0) and ONE_RUN not in two.detail
 
 
 # ---------------------------------------------------------------------------------------------

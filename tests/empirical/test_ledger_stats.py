@@ -17,6 +17,7 @@ from ncgrok.empirical.ledger.stats import (
     pooled_level_median,
     rank_correlation,
     trend_concordance,
+    unreplicated_levels,
 )
 
 
@@ -133,12 +134,27 @@ def test_censored_median_hand_values():
 
 
 def test_bootstrap_resamples_within_levels_and_counts_undefined():
-    levels = [Censored.of([1.0, 2.0, 3.0]), Censored.of([10.0])]
-    # the second level has one replicate: its value never changes; the statistic is the range of means
+    levels = [Censored.of([1.0, 2.0, 3.0]), Censored.of([10.0, 12.0])]
+    # a resample's difference of level means lies between 10 - 3 and 12 - 1, whatever is drawn
     result = bootstrap_levels(levels, lambda drawn: drawn[1].values.mean() - drawn[0].values.mean(), resamples=500)
-    assert 7.0 <= result.low <= result.high <= 9.0 and result.undefined == 0
+    assert 7.0 <= result.low < result.high <= 11.0 and result.undefined == 0
     undefined = bootstrap_levels(levels, lambda drawn: None, resamples=50)
     assert (undefined.low, undefined.high, undefined.undefined) == (-math.inf, math.inf, 50)
+
+
+def test_bootstrap_refuses_a_level_with_a_single_replicate():
+    """Resampling one replicate gives it back every time: with one run per level the interval would have
+    zero width. Such levels are named and refused rather than given an interval."""
+    one, two, three = Censored.of([5.0]), Censored.of([1.0, 2.0]), Censored.of([1.0, 2.0, 3.0])
+    assert unreplicated_levels([three, one, two, one]) == (1, 3)
+    assert unreplicated_levels([three, two]) == ()
+    mean = lambda drawn: float(np.mean([level.values.mean() for level in drawn]))  # noqa: E731
+    with pytest.raises(ValueError, match=r"levels: level\(s\) at position\(s\) 1 have fewer than 2 replicates"):
+        bootstrap_levels([three, one], mean, resamples=10)
+    with pytest.raises(ValueError, match="position"):
+        bootstrap_levels([one, one], mean, resamples=10)
+    replicated = bootstrap_levels([three, two], mean, resamples=200)
+    assert replicated.low < replicated.high
 
 
 def test_copied_replicates_shrink_a_naive_bootstrap():

@@ -59,6 +59,70 @@ def test_gap_claim_with_one_run_per_level_is_inconclusive_not_holds():
     assert result.verdict == "inconclusive" and result.interval is None and result.statistic > 0.9
 
 
+def _with_column(run, name, values):
+    return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon,
+                     {**run.columns, name: values(run)})
+
+
+def _rising_rnc1(seeds):
+    return [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.1 + t / 1e6 + 1e-6 * s)
+            for d in DECAYS for s in range(seeds)]
+
+
+def _tracking(seeds, nc1):
+    # RNC1 an oscillation unrelated to the test accuracy; NC1 given as a function of the run
+    base = [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.2 + 0.1 * np.sin(t / 7000.0) + 1e-6 * s)
+            for d in DECAYS for s in range(seeds)]
+    return [_with_column(run, "nc1", nc1) for run in base]
+
+
+def _population(seeds, values):
+    return [_with_column(run, "population_within_var", values) for run in _grokking(seeds)]
+
+
+# claim id: (check, runs that hold with `seeds` runs per level, runs that fail, the claim's threshold and
+# whether it holds above it): every preset claim judged on a within-level bootstrap interval
+BOOTSTRAP_CLAIMS = {
+    "no-gap": (lambda runs: pc.no_gap(runs, source=SOURCE), _no_gap, _grokking, (pc.NO_GAP_RATIO, True)),
+    "grokking-gap": (lambda runs: pc.grokking_gap(runs, source=SOURCE), _grokking, _no_gap, (pc.GAP_RATIO, False)),
+    "rnc1-falls-after-fit": (lambda runs: pc.rnc1_falls_after_fit(runs, source=SOURCE), _grokking, _rising_rnc1,
+                             (0.0, False)),
+    "nc1-tracks-test-better": (lambda runs: pc.nc1_tracks_test_better(runs, source=SOURCE),
+                               lambda seeds: _tracking(seeds, lambda r: 1.0 - r["test_acc"]),
+                               lambda seeds: _tracking(seeds, lambda r: r["test_acc"].copy()), (0.0, True)),
+    "earlier-with-more-data": (lambda pair: pc.earlier_with_more_data(*pair, sizes=(1000, 3000), source=SOURCE),
+                               lambda seeds: (_grokking(seeds, 40_000.0), _grokking(seeds, 30_000.0)),
+                               lambda seeds: (_grokking(seeds, 30_000.0), _grokking(seeds, 40_000.0)), (0.0, False)),
+    "population-collapse": (lambda runs: pc.population_collapse(runs, source=SOURCE),
+                            lambda seeds: _population(seeds, lambda r: r["rnc1"] + 0.05),
+                            lambda seeds: _population(seeds, lambda r: 0.1 + r["step"] / 1e6), (0.0, False)),
+}
+ONE_RUN = "a level with a single run has no replicate, so no interval (one run at lambda"
+
+
+@pytest.mark.parametrize("planted_verdict", ["holds", "fails"])
+@pytest.mark.parametrize("claim_id", BOOTSTRAP_CLAIMS)
+def test_every_bootstrap_claim_needs_two_runs_per_level(claim_id, planted_verdict):
+    """Two runs per level decide the planted verdict; one run per level (the same construction) gives no
+    interval and ``inconclusive``, with the statistic as measured on the side the planted runs put it."""
+    check, holding, failing, (threshold, holds_above) = BOOTSTRAP_CLAIMS[claim_id]
+    build = holding if planted_verdict == "holds" else failing
+    replicated = check(build(2))
+    assert replicated.verdict == planted_verdict and replicated.interval is not None
+    single = check(build(1))
+    assert single.verdict == "inconclusive" and single.interval is None
+    assert (single.statistic > threshold) == (holds_above == (planted_verdict == "holds"))
+    assert f"{ONE_RUN} 0.01, 0.1)" in single.detail and "runs per level [1, 1]" in single.detail
+
+
+def test_copied_and_partly_unreplicated_levels_count_their_distinct_runs():
+    check, holding, _, _ = BOOTSTRAP_CLAIMS["grokking-gap"]
+    copied = check(planted.copies(holding(1), times=2))  # three identical runs per level: merged into one
+    assert copied.verdict == "inconclusive" and copied.interval is None and "runs per level [1, 1]" in copied.detail
+    partly = check([run for run in holding(2) if (run.weight_decay, run.seed) != (0.1, 1)])
+    assert partly.verdict == "inconclusive" and partly.interval is None and f"{ONE_RUN} 0.1)" in partly.detail
+
+
 def test_never_fitted_runs_have_no_ratio():
     flat = np.full(planted.STEPS.shape, 0.5)
     runs = [planted.planted_run(0.01, s, onset=40_000.0, train=flat) for s in range(3)]
@@ -70,9 +134,7 @@ def test_rnc1_falls_after_fit_both_ways():
     falling = _grokking()
     assert pc.rnc1_falls_after_fit(falling, source=SOURCE).verdict == "holds"
     # RNC1 rising after the fit: planted as an increasing function of the step
-    rising = [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.1 + t / 1e6 + 1e-6 * s)
-              for d in DECAYS for s in range(3)]
-    result = pc.rnc1_falls_after_fit(rising, source=SOURCE)
+    result = pc.rnc1_falls_after_fit(_rising_rnc1(3), source=SOURCE)
     assert result.verdict == "fails" and result.statistic > 0
     # restricted to one level: only that level's runs are read
     assert "lambda 0.1" in pc.rnc1_falls_after_fit(falling, source=SOURCE, decays=(0.1,)).claim
@@ -80,18 +142,11 @@ def test_rnc1_falls_after_fit_both_ways():
 
 
 def test_nc1_tracks_test_better_both_ways():
-    def with_nc1(run, nc1):
-        return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon,
-                         {**run.columns, "nc1": nc1(run)})
-
-    # RNC1 planted as an oscillation unrelated to the test accuracy (|rho| well below 1)
-    base = [planted.planted_run(d, s, onset=40_000.0, rnc1=lambda t, s=s: 0.2 + 0.1 * np.sin(t / 7000.0) + 1e-6 * s)
-            for d in DECAYS for s in range(3)]
-    # NC1 mirrors test accuracy exactly: rho(-NC1, test) = 1
-    mirrored = [with_nc1(run, lambda r: 1.0 - r["test_acc"]) for run in base]
+    # NC1 mirrors test accuracy exactly: rho(-NC1, test) = 1, while RNC1 oscillates (|rho| well below 1)
+    mirrored = _tracking(3, lambda r: 1.0 - r["test_acc"])
     assert pc.nc1_tracks_test_better(mirrored, source=SOURCE).verdict == "holds"
     # NC1 moving against test accuracy: rho(-NC1, test) = -1 < rho(-RNC1, test)
-    opposed = [with_nc1(run, lambda r: r["test_acc"].copy()) for run in base]
+    opposed = _tracking(3, lambda r: r["test_acc"].copy())
     result = pc.nc1_tracks_test_better(opposed, source=SOURCE)
     assert result.verdict == "fails" and result.statistic < 0
 
@@ -145,16 +200,10 @@ def test_pair_margin_separation_both_ways():
 
 
 def test_population_collapse_both_ways_and_reports_the_exact_gap():
-    def with_population(run, values):
-        return RunCurves(run.name, run.lr, run.weight_decay, run.seed, run.optimizer, run.horizon,
-                         {**run.columns, "population_within_var": values(run)})
-
     base = _grokking()
-    falling = [with_population(run, lambda r: r["rnc1"] + 0.05) for run in base]
-    result = pc.population_collapse(falling, source=SOURCE)
+    result = pc.population_collapse(_population(3, lambda r: r["rnc1"] + 0.05), source=SOURCE)
     assert result.verdict == "holds" and result.statistic < 0
     assert "exact gap V_pop - RNC1" in result.detail and "0.05 at the fit" in result.detail
-    rising = [with_population(run, lambda r: 0.1 + r["step"] / 1e6) for run in base]
-    assert pc.population_collapse(rising, source=SOURCE).verdict == "fails"
+    assert pc.population_collapse(_population(3, lambda r: 0.1 + r["step"] / 1e6), source=SOURCE).verdict == "fails"
     # image runs have no exact population column: nothing to judge
     assert pc.population_collapse(base, source=SOURCE).verdict == "inconclusive"
