@@ -26,6 +26,9 @@ MLP = ModelSpec(arch="mlp", input_shape=(1, 6, 6), width=16, depth=4, num_classe
 CNN = ModelSpec(arch="cnn", input_shape=(1, 6, 6), width=2, hidden_features=8, num_classes=4)
 TRANSFORMER = ModelSpec(arch="transformer", input_shape=(1, 4, 4), width=8, heads=2, ff_width=12, patch_size=2, num_classes=4)
 RESNET = ModelSpec(arch="resnet18", input_shape=(3, 4, 4), width=2, num_classes=4)
+# Power et al.'s modtransformer in miniature: two causal blocks, LayerNorm after each residual sum
+POWER = ModelSpec(arch="modtransformer", input_shape=(3, 5), width=8, heads=2, ff_width=12, num_classes=4, layers=2,
+                  layer_norm="post")
 
 
 
@@ -153,6 +156,22 @@ def test_vmap_architectures_batched_equals_alone_float64(spec):
     # lr * noise / eps ~ 1e-9 that differ between them; that slice is compared to 1e-6.
     loose = {"attn.qkv.bias": (slice(8, 16), 1e-6)} if spec.arch == "transformer" else None
     _assert_runs_match(trainer, refs, atol=1e-10, rtol=1e-10, loose=loose)
+
+
+@pytest.mark.cpu_kernels
+@pytest.mark.parametrize("layer_norm", ["post", "none"])
+def test_two_block_modtransformer_batched_equals_alone_float64(layer_norm):
+    spec = dataclasses.replace(POWER, layer_norm=layer_norm)
+    x, y = _data(spec, n=40)
+    runs = RUNS[:3]
+    trainer = BatchedTrainer(spec, runs, x, y, batch_size=8, dtype=torch.float64, device="cpu")
+    assert trainer.backend == "vmap"
+    trainer.train(12)
+    refs = [_reference(spec, run, x, y, 12, optimizer="adamw", batch_size=8, dtype=torch.float64) for run in runs]
+    # each block's key bias has gradient exactly 0 (softmax ignores a per-query constant; see above)
+    key_bias = (slice(8, 16), 1e-6)
+    _assert_runs_match(trainer, refs, atol=1e-10, rtol=1e-10,
+                       loose={"attn.qkv.bias": key_bias, "later_blocks.0.attn.qkv.bias": key_bias})
 
 
 @pytest.mark.cpu_kernels
@@ -335,7 +354,8 @@ def test_resume_from_step_zero_and_mismatch_errors():
 # ----------------------------------------------------------------------------- evaluation API
 
 
-@pytest.mark.parametrize("spec", [MLP, CNN, TRANSFORMER, RESNET], ids=["mlp", "cnn", "transformer", "resnet"])
+@pytest.mark.parametrize("spec", [MLP, CNN, TRANSFORMER, RESNET, POWER],
+                         ids=["mlp", "cnn", "transformer", "resnet", "modtransformer-2"])
 def test_logits_are_representation_times_last_layer(spec):
     x, y = _data(spec, n=30)
     trainer = BatchedTrainer(spec, RUNS[:3], x, y, batch_size=10, dtype=torch.float64, device="cpu")
