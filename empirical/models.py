@@ -18,17 +18,31 @@ Sakamoto & Sato (arXiv:2509.20829) train four architectures (Sec. 5 and the appe
   widths w, 2w, 4w, 8w (w = 64), BatchNorm, global average pool, linear 8w -> K. Standard init
   (Kaiming-normal fan-out convolutions, BatchNorm weight 1 / bias 0, default linear); ``init_scale``
   defaults to 1 and, if set, scales the classifier only.
-* ``modtransformer`` -- the 1-layer transformer of Nanda et al. (2023) for modular arithmetic, on
+* ``modtransformer`` -- the decoder-only transformer of the modular-arithmetic grokking papers, on
   one-hot token sequences of shape ``(T, V)`` (``input_shape``; ``a, b, "="`` over ``p + 1`` tokens
   is ``(3, p + 1)``): token embedding = linear map without bias on the one-hot rows, learned
-  positional embedding (N(0, 0.02^2)), one attention block (``heads`` heads, residual) and one ReLU
-  MLP block (``ff_width``; Nanda's setting is 512, pass it: the spec default 256 is the MNIST
-  transformer's), no LayerNorm, a linear unembedding of the residual stream at the last position.
-  Without a causal mask: with a single layer the last position's output is the same with or without
-  one (it attends to every position either way, and the keys and values of the other positions do
-  not depend on the mask). Deviation from Nanda et al.: the unembedding has a bias (the engine
-  reads the head as a weight and a bias). Default init is PyTorch's; ``init_scale`` (default 1)
-  multiplies every parameter.
+  positional embedding (N(0, 0.02^2)), then ``layers`` residual blocks, each a causal self-attention
+  (``heads`` heads) and a ReLU MLP (``ff_width``) added to the residual stream, then a linear
+  unembedding of the residual stream at the last position. ``layers=1``, ``layer_norm="none"``
+  (the defaults) is Nanda et al. (2023): one block, no LayerNorm, MLP 512 (pass ``ff_width=512``:
+  the spec default 256 is the MNIST transformer's). ``layers=2``, width 128, 4 heads, MLP 512 is
+  Power et al. (2022): about 4e5 non-embedding parameters; their released implementation
+  (github.com/openai/grok) normalises post-residual, ``LayerNorm(z + attention(z))`` and
+  ``LayerNorm(z + mlp(z))`` in every block with no further LayerNorm before the unembedding, which
+  is ``layer_norm="post"`` here (their paper states only "a standard decoder-only transformer with
+  causal attention masking"). The representation ``g(x)`` is in every case the residual stream at
+  the last position as the unembedding reads it: with ``layer_norm="post"`` that is after the last
+  block's second LayerNorm, which is the final LayerNorm of the network. The causal mask leaves a
+  1-layer model's last position unchanged (it attends to every position either way, and the other
+  positions' keys and values do not depend on the mask), so 1-layer runs are those of the unmasked
+  model that preceded it. Deviations from both papers: every linear map but the token embedding
+  has a bias (the engine reads the head as a weight and a bias), the positional embedding is
+  learned (Power et al.'s is sinusoidal) and there is no dropout. The first block's parameters are
+  named ``attn.*``, ``linear1.*``, ``linear2.*`` (``norm1``, ``norm2``), those of blocks 2, 3, ...
+  ``later_blocks.0.*``, ``later_blocks.1.*``, ..., so 1-layer checkpoints keep their names; the
+  modules are built in the order embedding, positions, block 1, ..., block ``layers``,
+  unembedding, so a 1-layer network of a seed is the one it always was. Default init is PyTorch's
+  (LayerNorm weight 1, bias 0); ``init_scale`` (default 1) multiplies every parameter.
 
 Every module's ``forward(x, with_representation=False)`` returns the logits, or ``(logits, g(x))``
 where the representation ``g(x)`` is the input of the last linear layer (``module.head``). For the
@@ -62,6 +76,8 @@ ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18", "modtransformer")
 
 _DEFAULT_WIDTH = {"mlp": 200, "cnn": 16, "transformer": 128, "resnet18": 64, "modtransformer": 128}
 _DEFAULT_INIT_SCALE = {"mlp": 8.0, "cnn": 8.0, "transformer": 8.0, "resnet18": 1.0, "modtransformer": 1.0}
+# Where the modtransformer normalises: nowhere (Nanda et al.) or after each residual sum (Power et al.'s code).
+LAYER_NORMS = ("none", "post")
 
 
 @dataclass(frozen=True)
@@ -78,6 +94,8 @@ class ModelSpec:
     ``hidden_features``: CNN hidden linear width (128). ``padding``: CNN convolution padding (1).
     ``heads``, ``ff_width``, ``patch_size``: transformer attention heads (4), feed-forward width (256),
     patch side (4).
+    ``layers`` (1) and ``layer_norm`` (``"none"``, or ``"post"``): residual blocks of the modtransformer
+    and where it normalises (module docstring); other architectures refuse any other value.
     """
 
     arch: str = "mlp"
@@ -91,6 +109,8 @@ class ModelSpec:
     heads: int = 4
     ff_width: int = 256
     patch_size: int = 4
+    layers: int = 1
+    layer_norm: str = "none"
 
     def __post_init__(self) -> None:
         if self.arch not in ARCHITECTURES:
@@ -110,6 +130,7 @@ class ModelSpec:
             raise ValueError(f"width must be a positive int or None, got {self.width}")
         if int(self.depth) < 1:
             raise ValueError(f"depth (number of linear layers of the MLP) must be >= 1, got {self.depth}")
+        self._check_blocks()
         if self.init_scale is not None and not math.isfinite(float(self.init_scale)):
             raise ValueError(f"init_scale must be finite or None, got {self.init_scale}")
         if self.padding not in (0, 1):
@@ -127,6 +148,19 @@ class ModelSpec:
                 raise ValueError(
                     f"input height/width {shape[1:]} must be divisible by patch_size={self.patch_size}"
                 )
+
+    def _check_blocks(self) -> None:
+        """``layers`` and ``layer_norm``: valid, and left at their defaults unless arch='modtransformer'."""
+        if isinstance(self.layers, bool) or not isinstance(self.layers, int) or self.layers < 1:
+            raise ValueError(f"layers (residual blocks of the modtransformer) must be an integer >= 1, "
+                             f"got {self.layers!r}")
+        if self.layer_norm not in LAYER_NORMS:
+            raise ValueError(f"layer_norm must be one of {LAYER_NORMS}, got {self.layer_norm!r}")
+        if self.arch != "modtransformer":
+            for name, default in (("layers", 1), ("layer_norm", "none")):
+                if getattr(self, name) != default:
+                    raise ValueError(f"{name} applies to arch='modtransformer' only; leave it at {default!r} "
+                                     f"for arch={self.arch!r}, got {getattr(self, name)!r}")
 
     @property
     def resolved_width(self) -> int:
@@ -156,7 +190,8 @@ class ModelSpec:
             )
         if self.arch == "modtransformer":
             return SequenceTransformer(
-                self.input_shape, self.num_classes, self.resolved_width, self.heads, self.ff_width
+                self.input_shape, self.num_classes, self.resolved_width, self.heads, self.ff_width,
+                layers=self.layers, layer_norm=self.layer_norm,
             )
         return ResNet18(self.input_shape[0], self.num_classes, self.resolved_width)
 
@@ -231,9 +266,12 @@ class SmallCNN(nn.Module):
 
 
 class _SelfAttention(nn.Module):
-    def __init__(self, width: int, heads: int):
+    """Multi-head self-attention; ``causal``: position i attends to positions <= i only."""
+
+    def __init__(self, width: int, heads: int, *, causal: bool = False):
         super().__init__()
         self.heads = heads
+        self.causal = causal
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
 
@@ -241,6 +279,9 @@ class _SelfAttention(nn.Module):
         n, t, d = x.shape
         q, k, v = self.qkv(x).reshape(n, t, 3, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
         scores = q @ k.transpose(-2, -1) / math.sqrt(d // self.heads)
+        if self.causal:
+            future = torch.ones(t, t, dtype=torch.bool, device=x.device).triu(1)
+            scores = scores.masked_fill(future, float("-inf"))
         out = torch.softmax(scores, dim=-1) @ v
         return self.proj(out.transpose(1, 2).reshape(n, t, d))
 
@@ -281,19 +322,53 @@ class PatchTransformer(nn.Module):
         return (out, rep) if with_representation else out
 
 
-class SequenceTransformer(nn.Module):
-    """Nanda et al.'s 1-layer transformer: embed + position, attention and ReLU-MLP residual blocks
-    without LayerNorm, unembedding of the residual stream at the last position (g(x))."""
+def _add_block(owner: nn.Module, width: int, heads: int, ff_width: int, layer_norm: str) -> None:
+    """Register one residual block's modules on ``owner`` (attention, MLP, LayerNorms if ``"post"``)."""
+    owner.attn = _SelfAttention(width, heads, causal=True)
+    owner.linear1 = nn.Linear(width, ff_width)
+    owner.linear2 = nn.Linear(ff_width, width)
+    owner.post_norm = layer_norm == "post"
+    if owner.post_norm:
+        owner.norm1 = nn.LayerNorm(width)
+        owner.norm2 = nn.LayerNorm(width)
 
-    def __init__(self, input_shape, num_classes: int, width: int, heads: int, ff_width: int):
+
+def _run_block(block: nn.Module, z: Tensor) -> Tensor:
+    """The residual stream after the block registered on ``block`` by `_add_block`."""
+    z = z + block.attn(z)
+    if block.post_norm:
+        z = block.norm1(z)
+    z = z + block.linear2(torch.relu(block.linear1(z)))
+    return block.norm2(z) if block.post_norm else z
+
+
+class _ResidualBlock(nn.Module):
+    """Blocks 2, 3, ... of `SequenceTransformer` (block 1 lives on the transformer itself)."""
+
+    def __init__(self, width: int, heads: int, ff_width: int, layer_norm: str):
+        super().__init__()
+        _add_block(self, width, heads, ff_width, layer_norm)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return _run_block(self, z)
+
+
+class SequenceTransformer(nn.Module):
+    """Decoder-only transformer on token sequences: embed + position, ``layers`` causal residual blocks
+    (LayerNorm after each residual sum if ``layer_norm="post"``), unembedding of the residual stream at
+    the last position (g(x)). ``layers=1`` without LayerNorm is Nanda et al.'s; see the module docstring."""
+
+    def __init__(self, input_shape, num_classes: int, width: int, heads: int, ff_width: int, *,
+                 layers: int = 1, layer_norm: str = "none"):
         super().__init__()
         length, vocabulary = input_shape
         self.embed = nn.Linear(vocabulary, width, bias=False)
         self.pos_embedding = nn.Parameter(torch.empty(1, length, width))
         nn.init.normal_(self.pos_embedding, std=0.02)
-        self.attn = _SelfAttention(width, heads)
-        self.linear1 = nn.Linear(width, ff_width)
-        self.linear2 = nn.Linear(ff_width, width)
+        _add_block(self, width, heads, ff_width, layer_norm)  # block 1 keeps the 1-layer model's names
+        self.later_blocks = nn.ModuleList(
+            _ResidualBlock(width, heads, ff_width, layer_norm) for _ in range(layers - 1)
+        )
         self.unembed = nn.Linear(width, num_classes)
 
     @property
@@ -304,9 +379,9 @@ class SequenceTransformer(nn.Module):
         return [self]
 
     def forward(self, x: Tensor, with_representation: bool = False):
-        z = self.embed(x) + self.pos_embedding
-        z = z + self.attn(z)
-        z = z + self.linear2(torch.relu(self.linear1(z)))
+        z = _run_block(self, self.embed(x) + self.pos_embedding)
+        for block in self.later_blocks:
+            z = block(z)
         rep = z[:, -1]
         out = self.unembed(rep)
         return (out, rep) if with_representation else out

@@ -221,7 +221,8 @@ def run_sweep(
     under ``out_dir``.
 
     ``split`` overrides data loading (an object with ``train_x, train_y, test_x, test_y,
-    heldout_x, heldout_y, num_classes``, as ``empirical.data.paper_split`` returns).
+    heldout_x, heldout_y, num_classes``, as ``empirical.data.paper_split`` returns); it is measured as
+    given (the ``test_size`` subset is cut by ``SweepConfig.load_split``, which it replaces).
     ``stop_after_step`` stops (after checkpointing) once that logged step of the group being trained
     is done; it simulates an interruption in tests and lets a user split a long sweep into sessions.
     ``progress(done, total, rows)`` is called after each logged step with the steps done and to do

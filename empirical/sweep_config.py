@@ -10,7 +10,8 @@ naming the file, never a silent default, so a network or a data split rebuilt fr
 added after files were written without it (:data:`ADDED_SETTINGS`): it reads as the value that
 reproduces those files (``group_size`` None: the grid was one batched group; ``loss`` "mse";
 ``betas`` torch's (0.9, 0.999); no ``modulus``/``train_fraction``; ``heads`` 4 and ``ff_width`` None,
-the transformer's 4 heads and feed-forward 256).
+the transformer's 4 heads and feed-forward 256; ``layers`` 1 and ``layer_norm`` "none", the 1-layer
+modtransformer without LayerNorm; ``test_size`` None, the whole test set).
 
 Data sets: the image sets of ``empirical.data`` (``mnist``, ``fashion-mnist``, ``cifar10``) and the
 modular-arithmetic tasks ``modular-addition`` (``a + b mod p``) and ``modular-division``
@@ -30,12 +31,20 @@ setting            image data sets                 modular data sets
 ``batch_size``     100 (0: the whole training set) the whole training set (full batch, Nanda et
                                                    al.); 0 also means full batch
 ``ff_width``       256 (the transformer's)         512 (Nanda et al.)
+``test_size``      None (the whole test set)       None (must stay None: every unseen pair)
 ``loss_reduction`` ``sum`` for ``mse`` (the paper's), ``mean`` for ``cross-entropy`` (Power et al.)
 =================  ==============================  ==========================================
 
 On a modular data set the pair permutation that splits train from test is seeded by
 ``heldout_seed``; the held-out set is the test set (every unseen pair) and metrics.csv gains the
 exact population columns of ``empirical.modular`` (:data:`POPULATION_COLUMNS`).
+
+``test_size`` N measures an image data set's test accuracy and loss (and the pair errors, margins and
+--measure-ib, which read the test set) on a fixed subset of N test images instead of all of them: the
+subset of ``empirical.data.splits.fixed_test_subset``, the same at every logged step, for every run
+and every sweep, whatever the seeds; metrics.csv's ``test_size`` column then reads N.
+``layers`` and ``layer_norm`` describe the modtransformer (``empirical.models``: 1 and "none" is Nanda
+et al.'s, 2 and "post" Power et al.'s) and must stay at 1 and "none" for the other models.
 """
 from __future__ import annotations
 
@@ -55,7 +64,7 @@ from ncgrok.empirical.data.splits import DEFAULT_HELDOUT_SIZE, PAPER_TRAIN_SIZE
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
 from ncgrok.empirical.losses import LOSSES, check_loss
 from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
-from ncgrok.empirical.models import ModelSpec
+from ncgrok.empirical.models import LAYER_NORMS, ModelSpec
 from ncgrok.empirical.modular import POPULATION_COLUMNS
 from ncgrok.empirical.shards import group_slices
 
@@ -73,7 +82,7 @@ RUN_KEYS = ("run", "name")
 # Settings added after sweep directories were first written, with the value that reproduces the files
 # written before they existed (read in place of a missing key; never written by default).
 ADDED_SETTINGS = {"group_size": None, "loss": "mse", "betas": [0.9, 0.999], "modulus": None, "train_fraction": None,
-                  "heads": 4, "ff_width": None}
+                  "heads": 4, "ff_width": None, "layers": 1, "layer_norm": "none", "test_size": None}
 
 # Defaults of the modular data sets (Power et al. 2022; Nanda et al. 2023 use p = 113).
 DEFAULT_MODULUS = 97
@@ -111,7 +120,9 @@ class SweepConfig:
     reassociation), so the groups are part of the settings and shards are made of whole groups.
     ``loss``: ``"mse"`` (squared error to one-hot, the paper's) or ``"cross-entropy"`` (softmax,
     Power et al.; Nanda et al.); ``betas``: AdamW's (Nanda et al.: (0.9, 0.98)). ``heads`` and
-    ``ff_width``: attention heads and feed-forward width of the transformers."""
+    ``ff_width``: attention heads and feed-forward width of the transformers; ``layers`` and
+    ``layer_norm``: blocks of the modtransformer and where it normalises. ``test_size``: measure on a
+    fixed subset of this many test images (None: all of them; see the module docstring)."""
 
     dataset: str = "mnist"
     data_dir: str | None = None
@@ -122,10 +133,13 @@ class SweepConfig:
     width: int | None = None
     heads: int = 4
     ff_width: int | None = None
+    layers: int = 1
+    layer_norm: str = "none"
     init_scale: float | None = None
     train_size: int | None = None
     heldout_size: int | None | _DatasetDefault = DATASET_DEFAULT
     heldout_seed: int = 0
+    test_size: int | None = None
     optimizer: str = "adamw"
     lrs: Sequence[float] = (1e-3,)
     weight_decays: Sequence[float] = (0.01,)
@@ -218,6 +232,9 @@ class SweepConfig:
             if self.heldout_size is DATASET_DEFAULT:
                 self.heldout_size = DEFAULT_HELDOUT_SIZE
             self.batch_size = DEFAULT_BATCH_SIZE if self.batch_size is None else self.batch_size
+            if self.test_size is not None and not _whole(self.test_size, 1):
+                raise ValueError(f"{flag_name('test_size')} must be a whole number >= 1 (a fixed subset of that many "
+                                 f"test images; leave it out for the whole test set), got {self.test_size!r}")
         if not _whole(self.train_size, 1):
             raise ValueError(f"{flag_name('train_size')} must be a whole number >= 1, got {self.train_size!r}")
         self.train_size = int(self.train_size)
@@ -236,7 +253,7 @@ class SweepConfig:
 
     def _resolve_modular_settings(self) -> None:
         if self.model not in (None, "modtransformer"):
-            raise ValueError(f"--dataset {self.dataset} needs --model modtransformer (the 1-layer transformer on token "
+            raise ValueError(f"--dataset {self.dataset} needs --model modtransformer (the transformer on token "
                              f"pairs), got --model {self.model}")
         self.model = "modtransformer"
         self.modulus = DEFAULT_MODULUS if self.modulus is None else self.modulus
@@ -260,12 +277,25 @@ class SweepConfig:
             raise ValueError(f"{flag_name('heldout_size')}: the held-out set of --dataset {self.dataset} is every unseen "
                              f"pair; leave {flag_name('heldout_size')} out (or give 0 for none), got {self.heldout_size!r}")
         self.batch_size = pairs if self.batch_size is None else self.batch_size
+        if self.test_size is not None:
+            raise ValueError(f"{flag_name('test_size')}: the test set of --dataset {self.dataset} is every unseen pair, "
+                             f"measured exactly (the population is finite); leave {flag_name('test_size')} out, "
+                             f"got {self.test_size!r}")
 
     def _check_model_settings(self) -> None:
         if not _whole(self.heads, 1):
             raise ValueError(f"{flag_name('heads')} must be a whole number >= 1, got {self.heads!r}")
         if self.ff_width is not None and not _whole(self.ff_width, 1):
             raise ValueError(f"{flag_name('ff_width')} must be a whole number >= 1, got {self.ff_width!r}")
+        if not _whole(self.layers, 1):
+            raise ValueError(f"{flag_name('layers')} must be a whole number >= 1, got {self.layers!r}")
+        if self.layer_norm not in LAYER_NORMS:
+            raise ValueError(f"{flag_name('layer_norm')} must be one of {', '.join(LAYER_NORMS)}, "
+                             f"got {self.layer_norm!r}")
+        for name, default in (("layers", 1), ("layer_norm", "none")):
+            if self.model != "modtransformer" and getattr(self, name) != default:
+                raise ValueError(f"{flag_name(name)} applies to --model modtransformer (the modular data sets) only, "
+                                 f"not --model {self.model}; leave it out")
 
     # ------------------------------------------------------------------ what the settings imply
     @property
@@ -333,10 +363,13 @@ class SweepConfig:
             init_scale=self.init_scale,
             heads=self.heads,
             ff_width=ff_width,
+            layers=self.layers,
+            layer_norm=self.layer_norm,
         )
 
     def load_split(self, *, data_dir: str | os.PathLike | None = None) -> Any:
-        """The data split the sweep trains on (``empirical.data.paper_split``, or for a modular data set
+        """The data split the sweep trains on (``empirical.data.paper_split``, its test set cut to the
+        ``test_size`` subset if one is set, or for a modular data set
         ``empirical.data.population_split`` of its pairs split with ``heldout_seed``); ``data_dir``
         overrides the stored data directory (the data may have moved since)."""
         from ncgrok.empirical.data import modular_split, paper_split, population_split  # needed only here
@@ -354,6 +387,7 @@ class SweepConfig:
             heldout_size=self.heldout_size,
             data_dir=self.data_dir if data_dir is None else data_dir,
             heldout_seed=self.heldout_seed,
+            test_size=self.test_size,
         )
 
     # ------------------------------------------------------------------ round trip

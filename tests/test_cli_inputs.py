@@ -23,6 +23,7 @@ into failures (XPASS) the moment the check lands, so the mark is removed then.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import json
 import os
@@ -468,6 +469,15 @@ REFUSED = [
                  id="heldout-size given for a modular data set"),
     pytest.param(["train", *MODULAR, "--modulus", "1000", "--out", "run"], "--modulus", "at most 257",
                  id="modulus too large for the one-hot inputs"),
+    pytest.param(["train", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--heldout-size", "10",
+                  "--test-size", "21", "--out", "run"],
+                 "--test-size", "at most 20", id="test-size above the 20 test images the data holds"),
+    pytest.param(["sweep", *MODULAR, "--test-size", "5", "--out", "run"], "--test-size", "every unseen pair",
+                 id="test-size given for a modular data set"),
+    pytest.param(["train", *TINY_TRAIN, "--layers", "2", "--out", "run"], "--layers", "modtransformer",
+                 id="layers for a model other than modtransformer"),
+    pytest.param(["sweep", *TINY_TRAIN, "--layer-norm", "post", "--out", "run"], "--layer-norm", "modtransformer",
+                 id="layer-norm for a model other than modtransformer"),
     pytest.param(["train", *MODULAR, "--modulus", "11", "--train-fraction", "0.001", "--out", "run"],
                  "--train-fraction", "at least one", id="train-fraction leaving no training pair"),
     pytest.param(["sweep", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--forecast", "--executor", "local",
@@ -551,6 +561,28 @@ def test_paths_with_spaces_work_for_train_and_data(trusted_mnist, scratch, capsy
     payload = json.loads(capsys.readouterr().out)
     assert Path(payload["out"]) == Path("run dir with spaces")
     assert (scratch / "run dir with spaces" / payload["runs"][0]["name"] / "metrics.csv").is_file()
+
+
+def test_model_and_test_size_flags_reach_the_stored_settings(trusted_mnist, scratch, capsys):
+    from ncgrok.empirical.models import LAYER_NORMS
+
+    train = next(words_parser for words, words_parser in COMMANDS if words == ("train",))
+    [layer_norm] = [action for action in train._actions if "--layer-norm" in action.option_strings]
+    assert tuple(layer_norm.choices) == LAYER_NORMS  # the CLI offers what the model knows
+    argv = ["train", *MODULAR, "--modulus", "11", "--train-fraction", "0.5", "--layers", "2", "--layer-norm", "post",
+            "--out", "power"]
+    assert run(argv) == 0, capsys.readouterr().err
+    [config] = (scratch / "power").glob("*/config.json")
+    stored = json.loads(config.read_text())
+    assert (stored["layers"], stored["layer_norm"], stored["test_size"]) == (2, "post", None)
+    argv = ["sweep", *TINY_TRAIN, "--train-size", "20", "--batch-size", "10", "--heldout-size", "10",
+            "--test-size", "7", "--seeds", "0", "--weight-decay", "0.1", "--out", "subset"]
+    assert run(argv) == 0, capsys.readouterr().err
+    sweep = json.loads((scratch / "subset" / "sweep.json").read_text())["config"]
+    assert (sweep["test_size"], sweep["layers"], sweep["layer_norm"]) == (7, 1, "none")
+    [metrics] = (scratch / "subset").glob("*/metrics.csv")
+    with open(metrics, newline="") as stream:
+        assert {float(row["test_size"]) for row in csv.DictReader(stream)} == {7.0}
 
 
 # ------------------------------------------------------------------------------------------------

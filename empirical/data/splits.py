@@ -2,9 +2,10 @@
 
 The paper's main experiments (Figs. 2-4) train on the **first 1000** MNIST training images (in file
 order, not a random draw) and test on the full test split; inputs are ``pixels / 255`` standardised
-per channel, with no augmentation. The held-out sample is this toolkit's addition, not the paper's: a
-seeded draw of training images *outside* the training set, a second sample of the population for
-estimates that must not reuse the training images.
+per channel, with no augmentation. Two additions of this toolkit, not the paper's: the held-out
+sample, a seeded draw of training images *outside* the training set, a second sample of the
+population for estimates that must not reuse the training images; and, to save measurement time, an
+optional fixed subset of the test split (``test_size``, :func:`fixed_test_subset`).
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from ncgrok.empirical.data.reading import read_dataset
 from ncgrok.empirical.data.records import DatasetRecord, dataset_record
 from ncgrok.theory._validation import as_count
 
-__all__ = ["Split", "check_split_sizes", "normalize", "paper_split"]
+__all__ = ["TEST_SUBSET_SEED", "Split", "check_split_sizes", "fixed_test_subset", "normalize", "paper_split"]
 
 
 def normalize(images: np.ndarray, name: str) -> np.ndarray:
@@ -51,7 +52,8 @@ class Split:
     """The paper's data split, normalized float32 inputs with int64 labels.
 
     ``train``: the first ``train_size`` training images in file order (not a random draw);
-    ``test``: the whole test split; ``heldout``: a random sample (seeded) of the training images that
+    ``test``: the whole test split, or the subset :func:`fixed_test_subset` (in file order) when
+    :func:`paper_split` is given a ``test_size``; ``heldout``: a random sample (seeded) of the training images that
     are *not* in ``train`` (indices ``>= train_size`` of the training split, listed in
     ``heldout_indices``), a second sample of the population for estimates that must not reuse ``train``.
     """
@@ -98,6 +100,26 @@ def check_split_sizes(record: DatasetRecord, train_size: int, heldout_size: int 
     return heldout_size
 
 
+# The seed of the test subset's permutation: fixed, so the subset depends on its size only.
+TEST_SUBSET_SEED = 0
+
+
+def fixed_test_subset(total: int, size: int) -> np.ndarray:
+    """Positions (sorted, int64) of the ``size`` test images measured out of a test split of ``total``:
+    the first ``size`` entries of ``numpy.random.default_rng(TEST_SUBSET_SEED).permutation(total)``.
+
+    The rule depends on nothing but ``total`` and ``size`` (no run seed, no held-out seed), so every
+    run, logged step and sweep measures the same images, and a smaller subset lies inside a larger
+    one. ``size`` must lie in 1..total (the error names ``test_size``/``--test-size``).
+    """
+    size = as_count("test_size (--test-size)", size, minimum=1)
+    if size > total:
+        raise ValueError(f"test_size (--test-size) must be at most {total}, the number of test images; got {size}. "
+                         f"Lower it, or leave it out to measure on the whole test set")
+    order = np.random.default_rng(TEST_SUBSET_SEED).permutation(total)
+    return np.sort(order[:size]).astype(np.int64)
+
+
 # The paper trains on the first 1000 training images; the held-out population sample (our addition,
 # for the population within-class variance of Def. 3.1) defaults to 5000 of the unused ones.
 PAPER_TRAIN_SIZE = 1000
@@ -111,6 +133,7 @@ def paper_split(
     heldout_size: int | None = DEFAULT_HELDOUT_SIZE,
     data_dir: str | os.PathLike | None = None,
     heldout_seed: int = 0,
+    test_size: int | None = None,
     verify: bool = True,
     checksums: Mapping[str, str] | None = None,
 ) -> Split:
@@ -119,7 +142,9 @@ def paper_split(
     ``train_size`` (default 1000, the paper's) must lie in 1..N-1 for N training images;
     ``heldout_size`` in 0..N - train_size, or ``None`` for all unused training images (see
     :func:`check_split_sizes`). The held-out sample is drawn without replacement with
-    ``numpy.random.default_rng(heldout_seed)`` and kept in file order. ``data_dir``, ``verify`` and
+    ``numpy.random.default_rng(heldout_seed)`` and kept in file order. ``test_size`` (None: the whole
+    test split) keeps the test images :func:`fixed_test_subset` picks, labels alongside, in file
+    order; it must lie in 1..(number of test images). ``data_dir``, ``verify`` and
     ``checksums`` are passed to :func:`read_dataset`. Sizes of the wrong type or sign are refused
     before any file is read.
     """
@@ -128,12 +153,17 @@ def paper_split(
     if heldout_size is not None:
         heldout_size = as_count("heldout_size (--heldout-size)", heldout_size, minimum=0)
     seed = as_count("heldout_seed", heldout_seed, minimum=0)
+    if test_size is not None:
+        test_size = as_count("test_size (--test-size)", test_size, minimum=1)
     images, labels = read_dataset(record.name, data_dir=data_dir, split="train", verify=verify, checksums=checksums)
     heldout_size = check_split_sizes(record, train_size, heldout_size, labels.shape[0])
     rng = np.random.default_rng(seed)
     unused = labels.shape[0] - train_size
     heldout_indices = np.sort(train_size + rng.choice(unused, size=heldout_size, replace=False)).astype(np.int64)
     test_images, test_labels = read_dataset(record.name, data_dir=data_dir, split="test", verify=verify, checksums=checksums)
+    if test_size is not None:
+        kept = fixed_test_subset(test_labels.shape[0], test_size)
+        test_images, test_labels = test_images[kept], test_labels[kept]
     return Split(
         name=record.name,
         num_classes=record.num_classes,

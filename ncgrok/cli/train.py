@@ -22,8 +22,9 @@ PROTOCOL = (
     "1000 MNIST training images, MLP 784-200-200-200-10 with every parameter x8 at init, squared error "
     "to one-hot summed over batch and outputs, AdamW lr 1e-3, batch 100 by per-epoch shuffling, "
     "100,000 steps, logged every step below 30, every 10 below 150, then every steps//150. "
-    "--dataset modular-addition / modular-division train the 1-layer transformer of Nanda et al. "
-    "(modtransformer) on the pairs mod --modulus, full batch, and log the exact population columns."
+    "--dataset modular-addition / modular-division train the transformer of Nanda et al. "
+    "(modtransformer; Power et al.'s with --layers 2 --layer-norm post) on the pairs mod --modulus, full "
+    "batch, and log the exact population columns."
 )
 
 
@@ -48,16 +49,27 @@ def _add_shared_arguments(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--heldout-size", type=options.non_negative_count, default=None,
                       help="held-out population sample from the unused training images (0 = none; default 5000); "
                            "modular data sets: every unseen pair (0 = none)")
+    data.add_argument("--test-size", type=options.positive_count, default=None,
+                      help="measure on a fixed subset of N test images, the same for every run and logged step "
+                           "(default: the whole test set); not for the modular data sets, whose test set is "
+                           "every unseen pair")
     model = parser.add_argument_group("model")
     model.add_argument("--model", default=None, choices=("mlp", "cnn", "transformer", "resnet18", "modtransformer"),
-                       help="network architecture (default mlp, the paper's; modtransformer, Nanda et al.'s 1-layer "
-                            "transformer, for the modular data sets and only those)")
+                       help="network architecture (default mlp, the paper's; modtransformer, the transformer of "
+                            "Nanda et al. (1 layer) or Power et al. (--layers 2 --layer-norm post), for the modular "
+                            "data sets and only those)")
     model.add_argument("--depth", type=options.positive_count, default=4, help="MLP linear layers (4 = 784-200-200-200-10; 3 = released config)")
     model.add_argument("--width", type=options.positive_count, default=None, help="hidden width (default: architecture's)")
     model.add_argument("--heads", type=options.positive_count, default=4,
                        help="transformer/modtransformer attention heads, dividing --width (default 4)")
     model.add_argument("--ff-width", type=options.positive_count, default=None,
                        help="transformer/modtransformer feed-forward width (default 256; 512 for modtransformer)")
+    model.add_argument("--layers", type=options.positive_count, default=1,
+                       help="modtransformer residual blocks (attention + MLP) (default 1, Nanda et al.'s; "
+                            "2 is Power et al.'s)")
+    model.add_argument("--layer-norm", default="none", choices=("none", "post"),
+                       help="modtransformer LayerNorm: none (default, Nanda et al.) or post, after each residual "
+                            "sum (Power et al.'s code); the representation is what the unembedding reads")
     model.add_argument("--init-scale", type=options.positive_number, default=None,
                        help="large-init multiplier (default 8; 1 for resnet18)")
     optim = parser.add_argument_group("optimisation")
@@ -159,9 +171,12 @@ def _config(args: argparse.Namespace, *, lrs, weight_decays, seeds):
         width=args.width,
         heads=args.heads,
         ff_width=args.ff_width,
+        layers=args.layers,
+        layer_norm=args.layer_norm,
         init_scale=args.init_scale,
         train_size=args.train_size,
         **heldout,
+        test_size=args.test_size,
         optimizer=args.optimizer,
         lrs=lrs,
         weight_decays=weight_decays,

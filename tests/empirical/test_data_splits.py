@@ -106,3 +106,53 @@ def test_boundary_sizes_are_accepted_and_never_overlap(tmp_path, train_size, hel
     indices = split.heldout_indices.tolist()
     assert split.train_size == train_size and len(indices) == expected == split.heldout_x.shape[0]
     assert len(set(indices)) == expected and all(train_size <= i < 60 for i in indices)
+
+
+# --------------------------------------------------------------------------------------------------
+# test_size: a fixed subset of the test split
+# --------------------------------------------------------------------------------------------------
+
+
+def _subset_by_the_documented_rule(total, size):
+    """The rule of ``fixed_test_subset`` written out again: the first ``size`` entries of a permutation
+    drawn by numpy's default generator seeded 0, in increasing order."""
+    return sorted(np.random.default_rng(0).permutation(total)[:size].tolist())
+
+
+def test_test_size_keeps_a_fixed_subset_with_its_labels(tmp_path):
+    arrays, md5 = fx.synthetic_idx_set(tmp_path / "mnist", n_train=60, n_test=50)
+    test_images, test_labels = arrays["t10k-images-idx3-ubyte"], arrays["t10k-labels-idx1-ubyte"]
+    split = data.paper_split("mnist", train_size=10, heldout_size=15, test_size=17, data_dir=tmp_path, checksums=md5)
+    expected = _subset_by_the_documented_rule(50, 17)
+    assert len(set(expected)) == 17 and expected != list(range(17))  # a draw, not the first 17
+    assert split.test_x.shape == (17, 1, 28, 28) and split.test_y.shape == (17,)
+    np.testing.assert_array_equal(split.test_y, test_labels[expected])  # labels follow their images
+    np.testing.assert_allclose(split.test_x, (test_images[expected, None] / 255.0 - 0.1307) / 0.3081,
+                               rtol=1e-5, atol=1e-5)
+    whole = data.paper_split("mnist", train_size=10, heldout_size=15, data_dir=tmp_path, checksums=md5)
+    np.testing.assert_array_equal(split.test_x, whole.test_x[expected])  # a subset of the test set
+    np.testing.assert_array_equal(split.train_x, whole.train_x)  # nothing else changes
+    np.testing.assert_array_equal(split.heldout_indices, whole.heldout_indices)
+    # the same images on every call and whatever the other seeds (the held-out draw's here)
+    for other in (dict(heldout_seed=0), dict(heldout_seed=7, train_size=20)):
+        again = data.paper_split("mnist", **{"train_size": 10, "heldout_size": 15, **other}, test_size=17,
+                                 data_dir=tmp_path, checksums=md5)
+        np.testing.assert_array_equal(again.test_x, split.test_x)
+        np.testing.assert_array_equal(again.test_y, split.test_y)
+
+
+def test_fixed_test_subsets_are_nested_and_the_whole_set_at_full_size():
+    small, large = data.fixed_test_subset(10_000, 500), data.fixed_test_subset(10_000, 2000)
+    assert small.tolist() == _subset_by_the_documented_rule(10_000, 500)
+    assert set(small.tolist()) <= set(large.tolist()) and small.dtype == np.int64
+    np.testing.assert_array_equal(data.fixed_test_subset(20, 20), np.arange(20))
+
+
+@pytest.mark.parametrize("test_size, limit", [
+    (0, ">= 1"), (-3, ">= 1"), (2.5, "whole number"), ("ten", "whole number"), (21, "at most 20"), (10 ** 9, "at most 20"),
+])
+def test_paper_split_refuses_test_sizes_naming_the_flag_and_limit(tmp_path, test_size, limit):
+    fx.synthetic_idx_set(tmp_path / "mnist", n_train=60, n_test=20)
+    with pytest.raises(ValueError) as error:
+        data.paper_split("mnist", train_size=10, heldout_size=5, test_size=test_size, data_dir=tmp_path, verify=False)
+    assert "test_size (--test-size)" in str(error.value) and limit in str(error.value)

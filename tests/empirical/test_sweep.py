@@ -217,7 +217,8 @@ def test_heldout_size_zero_means_no_heldout_sample(tmp_path, monkeypatch):
 
 
 # The settings of small_config() as sweep.json stored them before loss, betas, heads, ff_width,
-# modulus and train_fraction existed (copied from a sweep.json written by that version).
+# modulus and train_fraction existed (copied from a sweep.json written by that version); layers,
+# layer_norm and test_size came later still.
 SETTINGS_BEFORE_MODULAR = {
     "dataset": "mnist", "data_dir": None, "model": "mlp", "depth": 3, "width": 12, "init_scale": 2.0,
     "train_size": 60, "heldout_size": 5000, "heldout_seed": 0, "optimizer": "adamw", "lrs": [0.01],
@@ -226,13 +227,14 @@ SETTINGS_BEFORE_MODULAR = {
     "checkpoint_seconds": 0.0, "measure_chunk_size": 512, "measure_ib": False, "ib_sigma": 0.1, "ib_samples": 2000,
     "ib_every": 1, "group_size": None, "extra": {},
 }
-NEW_SETTINGS = ("loss", "betas", "heads", "ff_width", "modulus", "train_fraction")
+NEW_SETTINGS = ("loss", "betas", "heads", "ff_width", "modulus", "train_fraction", "layers", "layer_norm", "test_size")
 
 
 def test_settings_written_before_the_modular_settings_load_as_they_were():
     config = SweepConfig.from_dict(SETTINGS_BEFORE_MODULAR, source="old/sweep.json")
     assert config == small_config()
     assert (config.loss, config.betas, config.modulus, config.train_fraction) == ("mse", (0.9, 0.999), None, None)
+    assert (config.layers, config.layer_norm, config.test_size) == (1, "none", None)
     transformer = SweepConfig.from_dict({**SETTINGS_BEFORE_MODULAR, "model": "transformer", "width": 8},
                                         source="old/sweep.json")
     assert transformer.model_spec((1, 4, 4), 3) == ModelSpec(arch="transformer", input_shape=(1, 4, 4), num_classes=3,
@@ -258,3 +260,71 @@ def test_a_sweep_written_before_the_modular_settings_resumes(tmp_path):
     assert resumed.resumed_from == 15
     for a, b in zip(straight.run_dirs, resumed.run_dirs):
         assert (a / "metrics.csv").read_bytes() == (b / "metrics.csv").read_bytes()
+
+
+# ----------------------------------------------------------------------------- test_size
+
+
+def _data_fixtures():
+    from importlib.util import module_from_spec, spec_from_file_location
+
+    spec = spec_from_file_location("data_fixtures", Path(__file__).with_name("test_data_fixtures.py"))
+    module = module_from_spec(spec)
+    spec.loader.exec_module(module)  # tests run with --import-mode=importlib: load the shared writers by path
+    return module
+
+
+@pytest.mark.parametrize("value", [0, -4, 2.5, True, "7"])
+def test_test_size_must_be_a_whole_number_of_images(value):
+    with pytest.raises(ValueError, match=r"--test-size must be a whole number >= 1"):
+        small_config(test_size=value)
+
+
+def test_test_size_measures_the_same_subset_in_every_run_and_log(tmp_path, monkeypatch):
+    """On synthetic MNIST files of 20 test images, ``test_size=7`` measures the 7 images of the
+    documented rule: test_acc and test_loss of every run and logged step are those of the trained
+    network on exactly those images, and metrics.csv's test_size column reads 7."""
+    import torch
+
+    from ncgrok.empirical import data
+    from ncgrok.empirical.models import build_module
+
+    fx = _data_fixtures()
+    arrays, md5 = fx.synthetic_idx_set(tmp_path / "data" / "mnist", n_train=60, n_test=20)
+    fx.use_checksums(monkeypatch, data, "mnist", md5)
+    config = small_config(data_dir=str(tmp_path / "data"), train_size=30, heldout_size=10, batch_size=10, steps=10,
+                          snapshot_steps=(0, 5, 10), test_size=7)
+    result = run_sweep(config, tmp_path / "sweep")
+    assert json.loads((tmp_path / "sweep" / "sweep.json").read_text())["config"]["test_size"] == 7
+    kept = sorted(np.random.default_rng(0).permutation(20)[:7].tolist())  # the rule, written out again
+    images = (arrays["t10k-images-idx3-ubyte"][kept, None] / 255.0 - 0.1307) / 0.3081
+    labels = arrays["t10k-labels-idx1-ubyte"][kept].astype(np.int64)
+    for directory, run in zip(result.run_dirs, config.runs()):
+        rows = read_metrics_rows(directory / "metrics.csv")
+        assert [row["test_size"] for row in rows] == [7.0] * len(rows)
+        for row in rows:
+            if row["step"] not in (0, 5, 10):
+                continue
+            module = build_module(config.model_spec((1, 28, 28), 10), run.seed)
+            snapshot = directory / "snapshots" / f"step_{row['step']}.pt"
+            module.load_state_dict(torch.load(snapshot, weights_only=True))
+            with torch.no_grad():
+                logits = module(torch.from_numpy(images.astype(np.float32)))
+            accuracy = float((logits.argmax(1).numpy() == labels).mean())
+            assert row["test_acc"] == pytest.approx(accuracy, abs=1e-12)
+    whole = small_config(data_dir=str(tmp_path / "data"), train_size=30, heldout_size=10, batch_size=10, steps=1,
+                         snapshot_steps=(), seeds=(0,), weight_decays=(0.1,))
+    rows = read_metrics_rows(run_sweep(whole, tmp_path / "whole").run_dirs[0] / "metrics.csv")
+    assert rows[0]["test_size"] == 20.0
+
+
+def test_test_size_above_the_test_set_writes_nothing(tmp_path, monkeypatch):
+    from ncgrok.empirical import data
+
+    fx = _data_fixtures()
+    _, md5 = fx.synthetic_idx_set(tmp_path / "data" / "mnist", n_train=60, n_test=20)
+    fx.use_checksums(monkeypatch, data, "mnist", md5)
+    config = small_config(data_dir=str(tmp_path / "data"), train_size=30, heldout_size=10, batch_size=10, test_size=21)
+    with pytest.raises(ValueError, match=r"test_size \(--test-size\) must be at most 20"):
+        run_sweep(config, tmp_path / "sweep")
+    assert not (tmp_path / "sweep").exists()

@@ -2,6 +2,7 @@
 columns against numpy, resume bit for bit, and the analysis commands reading the result."""
 import csv
 import dataclasses
+import json
 
 import numpy as np
 import pytest
@@ -56,6 +57,12 @@ def test_modular_defaults_are_resolved_and_stored():
     ({"betas": (0.9,)}, "--betas"),
     ({"loss": "hinge"}, "--loss"),
     ({"heads": 0}, "--heads"),
+    ({"layers": 0}, r"--layers must be a whole number >= 1"),
+    ({"layers": 1.5}, r"--layers must be a whole number >= 1"),
+    ({"layers": True}, r"--layers must be a whole number >= 1"),
+    ({"layer_norm": "pre"}, r"--layer-norm must be one of none, post"),
+    ({"test_size": 10}, r"--test-size: the test set of --dataset modular-addition is every unseen pair"),
+    ({"test_size": 0}, r"--test-size: the test set of --dataset modular-addition is every unseen pair"),
 ])
 def test_inconsistent_modular_settings_name_the_flag(changes, match):
     with pytest.raises(ValueError, match=match):
@@ -67,6 +74,22 @@ def test_image_settings_refuse_modular_ones():
         SweepConfig(train_fraction=0.3)
     with pytest.raises(ValueError, match="--model modtransformer reads token pairs"):
         SweepConfig(model="modtransformer")
+    for setting, flag in (({"layers": 2}, "--layers"), ({"layer_norm": "post"}, "--layer-norm")):
+        for model in ("mlp", "transformer"):
+            with pytest.raises(ValueError, match=f"{flag} applies to --model modtransformer .* not --model {model}"):
+                SweepConfig(model=model, **setting)
+
+
+def test_power_settings_reach_the_model_and_the_files():
+    config = modular_config(layers=2, layer_norm="post")
+    assert config.model_spec((3, 12), 11) == ModelSpec(arch="modtransformer", input_shape=(3, 12), num_classes=11,
+                                                       width=16, heads=4, ff_width=32, layers=2, layer_norm="post")
+    assert (config.to_dict()["layers"], config.to_dict()["layer_norm"]) == (2, "post")
+    assert SweepConfig.from_dict(config.to_dict()) == config
+    default = modular_config()
+    assert (default.layers, default.layer_norm) == (1, "none")
+    assert default.model_spec((3, 12), 11) == dataclasses.replace(config.model_spec((3, 12), 11), layers=1,
+                                                                  layer_norm="none")
 
 
 # ----------------------------------------------------------------------------- the exact population columns
@@ -122,6 +145,22 @@ def test_sweep_writes_exact_population_columns(tmp_path, dataset):
         n_train, n_test = config.train_size, len(split.test_y)
         mixed = (rows[-1]["train_acc"] * n_train + rows[-1]["test_acc"] * n_test) / (n_train + n_test)
         assert rows[-1]["population_acc"] == pytest.approx(mixed, abs=1e-12)
+
+
+def test_a_two_block_sweep_trains_the_model_its_files_describe(tmp_path):
+    """A short sweep of Power et al.'s shape: its snapshot loads strictly into the network the stored
+    settings rebuild, and the population columns are that network's (computed by hand)."""
+    config = modular_config(layers=2, layer_norm="post", steps=20, seeds=(0,), snapshot_steps=(20,))
+    [directory] = run_sweep(config, tmp_path / "sweep").run_dirs
+    stored = SweepConfig.from_run_config(json.loads((directory / "config.json").read_text()), source="config.json")
+    assert (stored.layers, stored.layer_norm) == (2, "post")
+    module = build_module(stored.model_spec((3, 12), 11), 0, dtype=torch.float64)
+    module.load_state_dict(torch.load(directory / "snapshots" / "step_20.pt", weights_only=True))
+    assert len(module.later_blocks) == 1
+    row = read_metrics_rows(directory / "metrics.csv")[-1]
+    expected = _by_hand(config, module.eval())
+    for column in POPULATION_COLUMNS:
+        assert row[column] == pytest.approx(expected[column], rel=1e-9), column
 
 
 @pytest.mark.cpu_kernels
