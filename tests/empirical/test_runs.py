@@ -136,7 +136,7 @@ def test_model_spec_and_split_come_from_the_settings(monkeypatch):
     calls = []
     monkeypatch.setattr("ncgrok.empirical.data.paper_split", lambda name, **kw: calls.append((name, kw)) or "split")
     assert config.load_split() == "split" and config.load_split(data_dir="/moved") == "split"
-    expected = dict(train_size=60, heldout_size=0, heldout_seed=0)
+    expected = dict(train_size=60, heldout_size=0, heldout_seed=0, test_size=None)
     assert calls == [("fashion-mnist", {**expected, "data_dir": "/data"}), ("fashion-mnist", {**expected, "data_dir": "/moved"})]
 
 
