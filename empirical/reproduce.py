@@ -47,6 +47,7 @@ class StageClaim:
 class ReproduceResult:
     preset: Preset
     scale: str
+    variant: str | None
     out_dir: Path
     runs: list[RunOutcome]
     claims: list[StageClaim]
@@ -57,10 +58,11 @@ class ReproduceResult:
     measure_seconds: float
 
 
-def prepare_stages(preset: Preset, scale: str, *, data_dir: str | None = None, device: str = "auto") -> tuple[Stage, ...]:
-    """The preset's stages at ``scale`` with the machine's data directory and device."""
+def prepare_stages(preset: Preset, scale: str, *, variant: str | None = None, data_dir: str | None = None,
+                   device: str = "auto") -> tuple[Stage, ...]:
+    """The preset's stages at ``scale`` (and ``variant``) with the machine's data directory and device."""
     return tuple(Stage(stage.label, dataclasses.replace(stage.config, data_dir=data_dir, device=device))
-                 for stage in preset.stages_at(scale))
+                 for stage in preset.stages_at(scale, variant))
 
 
 def _check_data(stages: Sequence[Stage]) -> None:
@@ -100,6 +102,7 @@ def reproduce(
     scale: str,
     out_dir: Path | str,
     *,
+    variant: str | None = None,
     data_dir: str | None = None,
     device: str = "auto",
     progress: Callable[[str], Callable[[int, int, list[dict[str, float]]], None] | None] | None = None,
@@ -116,7 +119,7 @@ def reproduce(
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    stages = prepare_stages(preset, scale, data_dir=data_dir, device=device)
+    stages = prepare_stages(preset, scale, variant=variant, data_dir=data_dir, device=device)
     _check_data(stages)
     train_seconds = measure_seconds = 0.0
     for stage in stages:
@@ -146,7 +149,7 @@ def reproduce(
                                          formats=formats)
             margins += stage_margins
     claims += [StageClaim("", result) for result in preset.claims(curves, {"margins": margins})]
-    result = ReproduceResult(preset, scale, out_dir, outcomes, claims, figures, notes,
+    result = ReproduceResult(preset, scale, variant, out_dir, outcomes, claims, figures, notes,
                              time.perf_counter() - started, train_seconds, measure_seconds)
     atomic_write_json(out_dir / RESULT_FILE, result_json(result))
     return result
@@ -159,6 +162,7 @@ def result_json(result: ReproduceResult) -> dict[str, Any]:
     return json_safe({
         "preset": result.preset.name,
         "scale": result.scale,
+        "variant": result.variant,
         "runs": [dataclasses.asdict(run) for run in result.runs],
         "claims": [{"stage": claim.stage, **claim.result.to_json()} for claim in result.claims],
         "source": result.preset.source,

@@ -27,8 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--list", action="store_true", help="print every preset, its source and its expected outcome")
     parser.add_argument("--scale", choices=("reduced", "full"), default="reduced",
                         help="reduced (about 10 minutes on 2 CPU cores; default) or full (the published setting)")
+    parser.add_argument("--variant", type=options.name, default=None, metavar="NAME",
+                        help="another model for the same experiment, where the preset offers one (see --list): "
+                             "modular-addition/-division --variant power trains Power et al.'s 2-layer transformer "
+                             "instead of Nanda et al.'s 1-layer one")
     parser.add_argument("--out", type=options.path, default=None, metavar="DIR",
-                        help="output directory (default ncgrok-out/<preset>-<scale>)")
+                        help="output directory (default ncgrok-out/<preset>-<scale>[-<variant>])")
     parser.add_argument("--data-dir", type=options.path_text, default=None,
                         help="data directory (default $NCGROK_DATA or ~/.cache/ncgrok/data)")
     parser.add_argument("--device", type=options.device, default="auto", help="auto (GPU if present), cpu, cuda, cuda:N, mps")
@@ -44,13 +48,16 @@ def _listing(as_json: bool) -> int:
     from ncgrok.empirical.presets import PRESETS
 
     entries = [{"preset": p.name, "source": p.source, "reports": p.reports, "expected": p.expected,
-                "reduced": p.reduced_note, "datasets": list(p.datasets)} for p in PRESETS.values()]
+                "reduced": p.reduced_note, "datasets": list(p.datasets),
+                "variants": {name: what for name, (what, _) in p.variants.items()}} for p in PRESETS.values()]
     if as_json:
         print(json.dumps({"presets": entries}))
         return 0
     for entry in entries:
         print(f"{entry['preset']}\n  source:   {entry['source']}\n  reports:  {entry['reports']}\n"
               f"  expected: {entry['expected']}\n  reduced:  {entry['reduced']}\n  data:     {', '.join(entry['datasets'])}")
+        for name, what in entry["variants"].items():
+            print(f"  --variant {name}: {what}")
     return 0
 
 
@@ -86,21 +93,24 @@ def _run(args: argparse.Namespace) -> int:
     from ncgrok.empirical.reproduce import prepare_stages, reproduce, result_json
 
     preset = get_preset(args.preset)
-    out = args.out if args.out is not None else Path("ncgrok-out") / f"{preset.name}-{args.scale}"
+    preset.stages_at(args.scale, args.variant)  # an unknown variant is refused before anything is written
+    suffix = f"-{args.variant}" if args.variant else ""
+    out = args.out if args.out is not None else Path("ncgrok-out") / f"{preset.name}-{args.scale}{suffix}"
     bars: list[ProgressBar] = []
 
     def progress(label: str) -> ProgressBar:
         if bars:
             bars[-1].close()
-        config = next(stage.config for stage in prepare_stages(preset, args.scale) if stage.label == label)
+        config = next(stage.config for stage in prepare_stages(preset, args.scale, variant=args.variant)
+                      if stage.label == label)
         if not (args.quiet or args.json):
             print(f"{preset.name}: stage {label}", file=sys.stderr)
         bars.append(ProgressBar(config.steps, disable=args.quiet or args.json))
         return bars[-1]
 
     try:
-        result = reproduce(preset, args.scale, out, data_dir=args.data_dir, device=args.device, progress=progress,
-                           formats=tuple(args.format))
+        result = reproduce(preset, args.scale, out, variant=args.variant, data_dir=args.data_dir, device=args.device,
+                           progress=progress, formats=tuple(args.format))
     finally:
         for bar in bars:
             bar.close()

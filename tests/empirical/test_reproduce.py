@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,19 @@ def test_unknown_scale_and_preset_are_refused():
         presets.get_preset("fig99")
 
 
+@pytest.mark.parametrize("name", ["modular-addition", "modular-division"])
+@pytest.mark.parametrize("scale", SCALES)
+def test_power_variant_changes_only_the_model(name, scale):
+    """--variant power: Power et al.'s 2 layers with LayerNorm after each residual sum; nothing else moves."""
+    default, = PRESETS[name].stages_at(scale)
+    nanda, = PRESETS[name].stages_at(scale, "nanda")
+    power, = PRESETS[name].stages_at(scale, "power")
+    assert nanda == default and (default.config.layers, default.config.layer_norm) == (1, "none")
+    assert (power.config.layers, power.config.layer_norm) == (2, "post")
+    assert power.config.model == "modtransformer" and power.label == default.label
+    assert replace(power.config, layers=1, layer_norm="none") == default.config
+
+
 def test_list_names_every_preset(capsys):
     assert ncgrok.main(["reproduce", "--list", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)["presets"]
@@ -62,6 +76,8 @@ def test_list_names_every_preset(capsys):
     (["reproduce"], "PRESET is missing"),
     (["reproduce", "--list", "fig7-cnn"], "--list takes no PRESET"),
     (["reproduce", "fig7-cnn", "--scale", "huge"], "--scale"),
+    (["reproduce", "fig7-cnn", "--variant", "power"], "it has none"),
+    (["reproduce", "modular-addition", "--variant", "vaswani"], "it offers nanda, power"),
 ])
 def test_bad_input_exits_2_and_writes_nothing(tmp_path, capsys, argv, needle):
     out = tmp_path / "out"
