@@ -21,9 +21,30 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+# the CPU flags (Linux /proc/cpuinfo names) of native bfloat16 arithmetic on x86
+BFLOAT16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def native_bfloat16(cpuinfo: str | None = None) -> tuple[str, ...]:
+    """Which of `BFLOAT16_FLAGS` the CPU has (empty: no native bfloat16), from ``cpuinfo`` (the text of
+    /proc/cpuinfo; read from the machine when None, empty where it cannot be read)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return ()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            return tuple(flag for flag in BFLOAT16_FLAGS if flag in flags)
+    return ()
+
+
 def describe() -> str:
-    """One line: CPU model, logical cores, and (when torch is already imported) its kernel capability."""
-    parts = [f"CPU: {cpu_model()}", f"{os.cpu_count()} logical cores"]
+    """One line: CPU model, logical cores, native bfloat16 (AVX512-BF16/AMX flags or none), and (when
+    torch is already imported) its kernel capability."""
+    parts = [f"CPU: {cpu_model()}", f"{os.cpu_count()} logical cores",
+             f"native bfloat16: {', '.join(native_bfloat16()) or 'none'}"]
     import sys
 
     torch = sys.modules.get("torch")
