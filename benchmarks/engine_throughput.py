@@ -13,10 +13,17 @@ Prints
   * with ``--breakdown``: the time of each part of one batched step at the largest R, and the
     alternatives measured while designing the engine (foreach vs fused AdamW, autograd vs the
     hand-written backward),
+  * with ``--measure`` instead of all the above: one ``empirical.measure.measure_runs`` call at the
+    largest R on random data of the paper's sizes (1000 training, 10,000 test, 5000 held-out
+    images): its wall-clock and CPU seconds, the share of it spent in the forward passes alone, the
+    page faults it causes, and, against a training step timed in the same process, the measurement
+    share of the extrapolated full sweep (100,000 steps, 193 logs) with the 6% target of issue 16
+    and the floor the forward passes alone set at the matmul rate,
   * how much CPU other processes used meanwhile (the numbers are only meaningful on an idle machine).
 
 Usage: ``python benchmarks/engine_throughput.py [--steps 30] [--runs 1,6,30] [--breakdown]``
-(about a minute with the defaults on 2 cores).
+(about a minute with the defaults on 2 cores); ``python benchmarks/engine_throughput.py --measure
+[--runs 30] [--repeats 3]`` (about 30 s).
 """
 
 from __future__ import annotations
@@ -35,11 +42,32 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ncgrok.machine import describe  # noqa: E402
-from ncgrok.empirical.engine import BatchedTrainer, RunConfig  # noqa: E402
+from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, BatchedTrainer, RunConfig, log_schedule  # noqa: E402
+from ncgrok.empirical.measure import MeasurementData, measure_runs  # noqa: E402
 from ncgrok.empirical.models import ModelSpec, build_module  # noqa: E402
 from ncgrok.empirical.optim import adamw_init, adamw_update  # noqa: E402
 
 WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
+FULL_STEPS = 100_000  # the paper's sweep; log_schedule(FULL_STEPS) has 193 logged steps
+MEASUREMENT_SHARE_TARGET = 0.06  # issue 16: measurement at most 6% of the full sweep's wall-clock
+MEASURED_SIZES = {"train": 1000, "test": 10_000, "held-out": 5000}  # images measured at every log
+
+
+def measurement_share(train_per_step: float, measure_per_log: float) -> float:
+    """Share of the extrapolated full sweep (``FULL_STEPS`` steps, its logs) spent measuring."""
+    measuring = len(log_schedule(FULL_STEPS)) * measure_per_log
+    return measuring / (FULL_STEPS * train_per_step + measuring)
+
+
+def measurement_target_line(share: float) -> str:
+    verdict = "met" if share <= MEASUREMENT_SHARE_TARGET else "not met"
+    return f"target: measurement at most {MEASUREMENT_SHARE_TARGET:.0%} of the full sweep: {verdict} ({share:.1%})"
+
+
+def mlp_forward_flops(spec: ModelSpec, samples: int) -> float:
+    """FLOPs of one run's forward pass over ``samples`` inputs (the measurement's matrix products)."""
+    dims = [spec.input_dim] + [spec.resolved_width] * (spec.depth - 1) + [spec.num_classes]
+    return 2.0 * samples * sum(i * o for i, o in zip(dims[:-1], dims[1:]))
 
 
 def mlp_flops_per_step(spec: ModelSpec, batch_size: int) -> float:
@@ -205,6 +233,54 @@ def breakdown(spec: ModelSpec, x, y, r: int, batch_size: int, steps: int, repeat
     print(f"  matmul work of one step: {flops / 1e9:.2f} GFLOP")
 
 
+def measurement(spec: ModelSpec, r: int, repeats: int, matmul: MatmulRate) -> None:
+    """Time one ``measure_runs`` call of R runs (see the module docstring, ``--measure``)."""
+    x, y = synthetic_data(MEASURED_SIZES["train"], seed=0)
+    test_x, test_y = synthetic_data(MEASURED_SIZES["test"], seed=1)
+    heldout_x, heldout_y = synthetic_data(MEASURED_SIZES["held-out"], seed=2)
+    trainer = BatchedTrainer(spec, make_runs(r), x, y, batch_size=100, device="cpu")
+    train_per_step, _ = best_time(trainer.train, 20, repeats, matmul)
+    data = MeasurementData(x, y, test_x, test_y, spec.num_classes, heldout_x, heldout_y)
+
+    def forward_only() -> None:  # the forward passes measure_runs makes, in the same chunks
+        for images, features in ((x, True), (heldout_x, True), (test_x, False)):
+            for start in range(0, images.shape[0], EVAL_CHUNK_SIZE):
+                chunk = images[start : start + EVAL_CHUNK_SIZE]
+                trainer.forward_with_representation(chunk) if features else trainer.forward(chunk)
+
+    measure_runs(trainer, data)  # warm-up (the first call also prepares what later logs reuse)
+    timings = {"measure": [], "forward": []}
+    faults = []
+    for _ in range(repeats):
+        matmul.sample()
+        for name, call in (("measure", lambda: measure_runs(trainer, data)), ("forward", forward_only)):
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            wall, cpu = time.perf_counter(), time.process_time()
+            call()
+            timings[name].append((time.perf_counter() - wall, time.process_time() - cpu))
+            if name == "measure":
+                faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    matmul.sample(3)
+    measure_wall, measure_cpu = min(timings["measure"])
+    forward_wall, _ = min(timings["forward"])
+    flops = r * mlp_forward_flops(spec, sum(MEASURED_SIZES.values()))
+    rate = matmul.best
+    share = measurement_share(train_per_step, measure_wall)
+    floor = flops / 1e9 / rate
+    sizes = ", ".join(f"{count} {name}" for name, count in MEASURED_SIZES.items())
+    print(f"measure_runs, R={r} ({sizes} images; best of {repeats}): {measure_wall:.2f} s wall, {measure_cpu:.2f} s CPU;"
+          f" median {statistics.median(wall for wall, _ in timings['measure']):.2f} s wall;"
+          f" {statistics.median(faults):.0f} minor page faults per call (median)")
+    print(f"  forward passes alone: {forward_wall:.2f} s = {forward_wall / measure_wall:.0%} of the call;"
+          f" {flops / 1e9:.0f} GFLOP at {flops / 1e9 / forward_wall:.0f} GFLOP/s ="
+          f" {flops / 1e9 / forward_wall / rate:.2f} of the matmul rate ({rate:.0f} GFLOP/s)")
+    print(f"  training at R={r}: {train_per_step * 1e3:.1f} ms per step; extrapolated full sweep"
+          f" ({FULL_STEPS} steps, {len(log_schedule(FULL_STEPS))} logs): measurement share {share:.1%}")
+    print(f"  {measurement_target_line(share)}")
+    print(f"  floor: the forward passes alone at the matmul rate take {floor:.2f} s per log ="
+          f" {measurement_share(train_per_step, floor):.1%} of the sweep at this training speed")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat (default 30)")
@@ -212,6 +288,8 @@ def main(argv=None) -> None:
     parser.add_argument("--runs", default="1,6,30", help="comma-separated numbers of runs (default 1,6,30)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
     parser.add_argument("--breakdown", action="store_true", help="also time the parts of one step")
+    parser.add_argument("--measure", action="store_true",
+                        help="instead, time one measure_runs call at the largest R (about 30 s)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -225,6 +303,10 @@ def main(argv=None) -> None:
     matmul = MatmulRate()
     matmul.sample(3)
     print(describe() + "; float32")
+    if args.measure:
+        measurement(spec, max(runs), args.repeats, matmul)
+        report_other_cpu_use(use)
+        return
     print(f"MLP 784-200-200-200-10, batch {batch_size}: {flops / 1e6:.1f} MFLOP per model-step")
 
     base_best, base_med = best_time(plain_loop(spec, x, y, batch_size), max(args.steps, 50), args.repeats, matmul)
@@ -259,6 +341,10 @@ def main(argv=None) -> None:
             print(f"  -> 30 runs x 100k steps at this rate: {minutes:.0f} min")
     if args.breakdown:
         breakdown(spec, x, y, max(runs), batch_size, args.steps, args.repeats)
+    report_other_cpu_use(use)
+
+
+def report_other_cpu_use(use: CpuUse) -> None:
     others = use.others_cores()
     if others is not None:
         note = "  (machine busy: numbers are pessimistic)" if others > 0.1 else ""

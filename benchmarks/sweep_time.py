@@ -10,7 +10,8 @@ MNIST files (``ncgrok data fetch mnist``), logging every ``--log-every`` steps, 
   fraction of the float32 matmul rate measured in the same process;
 * measurement seconds per logged step;
 * the extrapolated full-sweep time ``100000 x train/step + 193 x measure/log`` and the measurement
-  share of it;
+  share of it, against issue 16's target (at most 6%), and the share the forward passes of the
+  measurement alone would take at the matmul rate (its floor at this training speed);
 * the peak resident memory of the process;
 * two one-model-at-a-time baselines timed in the same process on the same data, and the batched
   job's speed-up over each: the plain PyTorch loop (``nn.Module`` + ``torch.optim.AdamW``, the
@@ -44,9 +45,18 @@ from ncgrok.empirical.models import ModelSpec  # noqa: E402
 from ncgrok.empirical.sweep import SweepConfig, run_sweep  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from engine_throughput import WEIGHT_DECAYS, CpuUse, MatmulRate, mlp_flops_per_step, plain_loop  # noqa: E402
-
-FULL_STEPS = 100_000
+from engine_throughput import (  # noqa: E402
+    FULL_STEPS,
+    WEIGHT_DECAYS,
+    CpuUse,
+    MatmulRate,
+    measurement_share,
+    measurement_target_line,
+    mlp_flops_per_step,
+    mlp_forward_flops,
+    plain_loop,
+    report_other_cpu_use,
+)
 
 
 def main() -> None:
@@ -116,12 +126,14 @@ def main() -> None:
     print(f"extrapolated full sweep ({runs} runs x {FULL_STEPS} steps, {full_logs} logs): "
           f"{(full_train + full_measure) / 60:.1f} min = training {full_train / 60:.1f} min + measurement "
           f"{full_measure / 60:.1f} min ({full_measure / (full_train + full_measure):.0%} measurement)")
+    print(measurement_target_line(measurement_share(train_per_step, measure_per_log)))
+    measured = sum(0 if images is None else len(images) for images in (split.train_x, split.test_x, split.heldout_x))
+    forward_floor = runs * mlp_forward_flops(spec, measured) / 1e9 / rate
+    print(f"measurement floor: its forward passes ({measured} images) at the matmul rate take {forward_floor:.2f} s "
+          f"per log = {measurement_share(train_per_step, forward_floor):.1%} of the sweep at this training speed")
     print(f"floor at 100% of the matmul rate: {runs * FULL_STEPS * flops / 1e9 / rate / 60:.1f} min of training")
     print(f"peak resident memory: {peak_gb:.2f} GB")
-    others = use.others_cores()
-    if others is not None:
-        note = "  (machine busy: numbers are pessimistic)" if others > 0.1 else ""
-        print(f"other processes used {others:.2f} cores on average during the benchmark{note}")
+    report_other_cpu_use(use)
 
 
 if __name__ == "__main__":

@@ -65,8 +65,9 @@ Columns produced for each run (see ``METRIC_COLUMNS``):
 """
 from __future__ import annotations
 
+import dataclasses
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence
 
 import numpy as np
@@ -85,6 +86,7 @@ from ncgrok.theory.concentration import heldout_variance_radius
 from ncgrok.theory.generalization import cantelli_bound
 from ncgrok.theory.timescales import imbalance
 
+from ncgrok.empirical.batched_statistics import LabelChunks, Workspace, batched_class_statistics, chunk_statistics
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE
 from ncgrok.empirical.losses import per_example_loss
 
@@ -151,53 +153,10 @@ class MeasurementData:
     num_classes: int
     heldout_x: torch.Tensor | None = None
     heldout_y: torch.Tensor | None = None
-
-
-def batched_class_statistics(
-    features: torch.Tensor, labels: torch.Tensor, *, num_classes: int, covariance: bool = True
-) -> list[ClassStatistics]:
-    """Per-run ``ClassStatistics`` of stacked features (R, N, p) sharing integer labels (N,).
-
-    Accumulates in float64 on the features' device and centres within each class before squaring,
-    so the result equals ``ClassStatistics.from_features`` on each run's array (tested).
-    """
-    if features.ndim != 3:
-        raise ValueError(f"features must have shape (runs, samples, dim), got {tuple(features.shape)}")
-    if labels.ndim != 1 or labels.shape[0] != features.shape[1]:
-        raise ValueError(f"labels must have shape ({features.shape[1]},), got {tuple(labels.shape)}")
-    values = features.detach().to(torch.float64)
-    labels = labels.to(values.device, torch.long)
-    onehot = torch.nn.functional.one_hot(labels, num_classes).to(torch.float64)  # (N, K)
-    counts = onehot.sum(0)
-    sums = torch.einsum("nk,rnp->rkp", onehot, values)
-    means = sums / counts.clamp(min=1.0)[None, :, None]
-    centred = values - means[:, labels, :]
-    scatter = (centred * centred).sum(-1) @ onehot
-    norms = values.norm(dim=-1)
-    norm_sums = norms @ onehot
-    norm_max = torch.zeros(values.shape[0], num_classes, dtype=torch.float64, device=values.device)
-    norm_max = norm_max.scatter_reduce(1, labels.expand_as(norms), norms, reduce="amax", include_self=True)
-    scatter_matrix = None
-    if covariance:
-        dim = values.shape[2]
-        scatter_matrix = torch.zeros(values.shape[0], num_classes, dim, dim, dtype=torch.float64, device=values.device)
-        for c in range(num_classes):
-            block = centred[:, labels == c, :]
-            scatter_matrix[:, c] = block.transpose(1, 2) @ block
-        scatter_matrix = scatter_matrix.cpu().numpy()
-    counts_np, sums_np, scatter_np = counts.cpu().numpy(), sums.cpu().numpy(), scatter.cpu().numpy()
-    norm_sums_np, norm_max_np = norm_sums.cpu().numpy(), norm_max.cpu().numpy()
-    return [
-        ClassStatistics(
-            counts=counts_np.copy(),
-            sums=sums_np[r],
-            scatter=scatter_np[r],
-            norm_sums=norm_sums_np[r],
-            norm_max=norm_max_np[r],
-            scatter_matrix=None if scatter_matrix is None else scatter_matrix[r],
-        )
-        for r in range(values.shape[0])
-    ]
+    # what the labels determine, computed at the first log and reused while the labels are unchanged,
+    # and the work buffers of the statistics, reused from log to log
+    label_chunks: LabelChunks = field(default_factory=LabelChunks, init=False, repr=False, compare=False)
+    workspace: Workspace = field(default_factory=Workspace, init=False, repr=False, compare=False)
 
 
 def _merge(total: list[ClassStatistics] | None, part: list[ClassStatistics]) -> list[ClassStatistics]:
@@ -241,6 +200,8 @@ def _stream(
     logit_statistics: bool = False,
     pairwise: bool = False,
     loss: str = "mse",
+    label_chunks: tuple[LabelChunks, str] | None = None,
+    workspace: Workspace | None = None,
 ) -> _Pass:
     """Per-run mean loss, accuracy and (as asked) statistics over ``x`` in chunks.
 
@@ -248,43 +209,56 @@ def _stream(
     Only one chunk of features is held at a time; statistics are merged exactly across chunks.
     ``clip_scale`` (R,) also accumulates statistics of the features clipped to that norm (needs
     ``statistics``); ``logit_statistics`` accumulates class statistics of the logits; ``pairwise``
-    counts, per class ``c`` and competitor ``k``, the samples with ``z_k >= z_c``.
+    counts, per class ``c`` and competitor ``k``, the samples with ``z_k >= z_c``. ``label_chunks``
+    (a cache and this data set's name in it) keeps what the labels determine between calls,
+    ``workspace`` the work buffers.
     """
     total = x.shape[0]
     if total == 0:
         raise ValueError("cannot measure on an empty data set")
+    cache, name = label_chunks if label_chunks is not None else (LabelChunks(), "")
+    workspace = workspace if workspace is not None else Workspace()
     loss_sum = accuracy_sum = above = wrong = None
     stats = clipped = logit_stats = None
     clip = None if clip_scale is None else torch.as_tensor(np.asarray(clip_scale, dtype=np.float64))
     counts = np.zeros(num_classes)
-    for start in range(0, total, chunk_size):
-        xs, ys = x[start : start + chunk_size], y[start : start + chunk_size].to(torch.long)
+    chunks = None
+    for index, start in enumerate(range(0, total, chunk_size)):
+        xs = x[start : start + chunk_size]
         if statistics:
             logits, features = model.forward_with_representation(xs, chunk_size=chunk_size)
         else:
             logits, features = model.forward(xs, chunk_size=chunk_size), None
-        ys = ys.to(logits.device)
-        onehot = torch.nn.functional.one_hot(ys, num_classes)
-        counts += onehot.sum(0).cpu().numpy()
-        target = onehot.to(logits.dtype)
-        loss_sum = _add(loss_sum, per_example_loss(loss, logits, target).to(torch.float64).sum(-1))
-        accuracy_sum = _add(accuracy_sum, (logits.argmax(-1) == ys).to(torch.float64).sum(-1))
+        if chunks is None:
+            chunks = cache.get(name, y, num_classes, chunk_size, logits.device)
+        classes = chunks[index]
+        counts += classes.counts_numpy
+        loss_sum = _add(loss_sum, per_example_loss(loss, logits, classes.onehot.to(logits.dtype)).to(torch.float64).sum(-1))
+        accuracy_sum = _add(accuracy_sum, (logits.argmax(-1) == classes.labels).to(torch.float64).sum(-1))
         if statistics:
-            stats = _merge(stats, batched_class_statistics(features, ys, num_classes=num_classes, covariance=covariance))
-        if clip is not None:
-            values = features.detach().to(torch.float64)
-            norms = values.norm(dim=-1)
-            bound = clip.to(values.device)[:, None]
-            factor = torch.where(norms > bound, bound / norms, torch.ones_like(norms))
-            above = _add(above, (norms > bound).to(torch.float64).sum(-1))
-            clipped = _merge(clipped, batched_class_statistics(values * factor[..., None], ys, num_classes=num_classes,
-                                                               covariance=False))
+            values = workspace.sample_major("values", features).copy_(features.detach())
+            part, norms = chunk_statistics(values, classes, covariance=covariance, workspace=workspace,
+                                           slot=f".{name}.{index % 2}")
+            stats = _merge(stats, part)
+            if clip is not None:  # the held-out features clipped to norm clip_scale[r]
+                bound = clip.to(values.device)[:, None]
+                outside = norms > bound
+                chunk_above = outside.to(torch.float64).sum(-1)
+                above = _add(above, chunk_above)
+                if bool(chunk_above.any()):
+                    factor = torch.where(outside, bound / norms, torch.ones_like(norms))
+                    clipped_values = torch.mul(values, factor[..., None], out=workspace.sample_major("clipped", values))
+                    part = chunk_statistics(clipped_values, classes, covariance=False, workspace=workspace)[0]
+                elif covariance:  # nothing is clipped: the clipped features are these features (factor 1)
+                    part = [dataclasses.replace(stats_r, scatter_matrix=None) for stats_r in part]
+                clipped = _merge(clipped, part)
         if logit_statistics:
-            logit_stats = _merge(logit_stats, batched_class_statistics(logits, ys, num_classes=num_classes))
+            logit_stats = _merge(logit_stats, chunk_statistics(logits.detach().to(torch.float64), classes)[0])
         if pairwise:
+            ys = classes.labels
             own = logits.gather(-1, ys[None, :, None].expand(logits.shape[0], -1, 1))
             competing = (logits >= own).to(torch.float64)  # (R, N, K); k = c counts too, dropped later
-            wrong = _add(wrong, torch.einsum("rnk,nc->rck", competing, onehot.to(torch.float64)))
+            wrong = _add(wrong, torch.einsum("rnk,nc->rck", competing, classes.onehot))
     return _Pass(
         loss=(loss_sum / total).cpu().numpy(),
         accuracy=(accuracy_sum / total).cpu().numpy(),
@@ -312,14 +286,18 @@ def measure_runs(
     ``train_loss`` and ``test_loss`` measure.
     """
     num_classes = data.num_classes
-    train = _stream(model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True, loss=loss)
+    cache = data.label_chunks
+    train = _stream(model, data.train_x, data.train_y, num_classes, chunk_size=chunk_size, statistics=True, loss=loss,
+                    label_chunks=(cache, "train"), workspace=data.workspace)
     heldout = None
     if data.heldout_x is not None:
         train_sup = np.array([stats.norm_max.max() for stats in train.stats])
         heldout = _stream(model, data.heldout_x, data.heldout_y, num_classes, chunk_size=chunk_size,
-                          statistics=True, covariance=False, clip_scale=train_sup, logit_statistics=True)
+                          statistics=True, covariance=False, clip_scale=train_sup, logit_statistics=True,
+                          label_chunks=(cache, "heldout"), workspace=data.workspace)
     test = _stream(model, data.test_x, data.test_y, num_classes, chunk_size=chunk_size, statistics=False,
-                   pairwise=heldout is not None, loss=loss)
+                   pairwise=heldout is not None, loss=loss, label_chunks=(cache, "test"),
+                   workspace=data.workspace)
 
     last_weight, last_bias = (t.detach().to(torch.float64).cpu().numpy() for t in model.last_layer())
     linear = model.linear_weights()

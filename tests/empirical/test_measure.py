@@ -267,3 +267,41 @@ def test_bad_shapes_are_rejected():
         batched_class_statistics(torch.zeros(4, 3), torch.zeros(4, dtype=torch.long), num_classes=2)
     with pytest.raises(ValueError, match="labels must have shape"):
         batched_class_statistics(torch.zeros(1, 4, 3), torch.zeros(5, dtype=torch.long), num_classes=2)
+
+
+def _same(rows_a, rows_b):
+    """Every value equal, bit for bit (NaN equal to NaN)."""
+    return all(a.keys() == b.keys() and all(a[k] == b[k] or (math.isnan(a[k]) and math.isnan(b[k])) for k in a)
+               for a, b in zip(rows_a, rows_b)) and len(rows_a) == len(rows_b)
+
+
+def test_label_chunks_are_reused_while_the_labels_are_unchanged_and_rebuilt_when_they_change():
+    data = make_data()
+    model = TinyBatchedModel(runs=2, in_dim=5, width=6, num_classes=3, aligned_last_run=True)
+    first = measure_runs(model, data, chunk_size=64)
+    cached = data.label_chunks.get("train", data.train_y, 3, 64, "cpu")
+    assert _same(measure_runs(model, data, chunk_size=64), first)  # buffers and label chunks reused
+    assert data.label_chunks.get("train", data.train_y, 3, 64, "cpu") is cached
+
+    # labels changed in place (same tensor object): the cache must notice, and so must the results
+    data.train_y.copy_(torch.roll(data.train_y, 1))
+    changed = measure_runs(model, data, chunk_size=64)
+    fresh = make_data()
+    fresh.train_y = data.train_y.clone()
+    assert _same(changed, measure_runs(model, fresh, chunk_size=64))
+    assert not _same(changed, first)
+    assert data.label_chunks.get("train", data.train_y, 3, 7, "cpu") is not cached  # another chunk size
+
+
+def test_workspace_hands_out_one_buffer_per_name_and_grows_it():
+    from ncgrok.empirical.batched_statistics import Workspace
+
+    workspace = Workspace()
+    a = workspace.take("a", (2, 3), torch.float64, torch.device("cpu"))
+    assert a.shape == (2, 3) and a.is_contiguous()
+    assert workspace.take("a", (3, 2), torch.float64, torch.device("cpu")).data_ptr() == a.data_ptr()
+    assert workspace.take("b", (2, 3), torch.float64, torch.device("cpu")).data_ptr() != a.data_ptr()
+    bigger = workspace.take("a", (4, 4), torch.float64, torch.device("cpu"))
+    assert bigger.shape == (4, 4) and bigger.data_ptr() != a.data_ptr()
+    stored = workspace.sample_major("v", torch.zeros(2, 5, 3))  # (R, n, p) stored as (n, R, p)
+    assert stored.shape == (2, 5, 3) and stored.stride() == (3, 6, 1) and stored.dtype == torch.float64
