@@ -242,11 +242,17 @@ def measurement(spec: ModelSpec, r: int, repeats: int, matmul: MatmulRate) -> No
     train_per_step, _ = best_time(trainer.train, 20, repeats, matmul)
     data = MeasurementData(x, y, test_x, test_y, spec.num_classes, heldout_x, heldout_y)
 
-    def forward_only() -> None:  # the forward passes measure_runs makes, in the same chunks
+    def forward_only() -> None:  # the forward passes measure_runs makes, in the same chunks and the same way
+        evaluate_chunk = getattr(trainer, "evaluate_chunk", None)  # (absent before the buffered evaluation)
         for images, features in ((x, True), (heldout_x, True), (test_x, False)):
             for start in range(0, images.shape[0], EVAL_CHUNK_SIZE):
                 chunk = images[start : start + EVAL_CHUNK_SIZE]
-                trainer.forward_with_representation(chunk) if features else trainer.forward(chunk)
+                if evaluate_chunk is not None:
+                    evaluate_chunk(chunk)
+                elif features:
+                    trainer.forward_with_representation(chunk)
+                else:
+                    trainer.forward(chunk)
 
     measure_runs(trainer, data)  # warm-up (the first call also prepares what later logs reuse)
     timings = {"measure": [], "forward": []}

@@ -6,19 +6,16 @@ class before squaring), and the chunks are merged exactly with ``ClassStatistics
 of a chunk never change between logged steps, so everything they determine (one-hot matrix, class
 counts, the rows of each class) is a `ChunkClasses` computed once per data set and reused at every
 log (`LabelChunks`), and the float64 work arrays of a chunk live in buffers reused from chunk to
-chunk and log to log (`Workspace`): a fresh 25 MB array per operation is mapped and page-faulted
-anew by the allocator, which made each such operation several times slower than the arithmetic
-(measured: 37 ms against 3-6 ms for one float64 subtraction of (30, 512, 200) arrays).
-Every reuse only changes where a result is written, never how it is computed.
+chunk and log to log (a ``empirical.buffers.Workspace``, which says why).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from ncgrok.empirical.buffers import Workspace
 from ncgrok.theory.collapse import ClassStatistics
 
 
@@ -80,25 +77,11 @@ class LabelChunks:
         return chunks
 
 
-class Workspace:
-    """Buffers by name, grown when a larger one is asked for and otherwise handed out again."""
-
-    def __init__(self) -> None:
-        self._buffers: dict[str, torch.Tensor] = {}
-
-    def take(self, name: str, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
-        """An uninitialised contiguous tensor of ``shape`` (valid until ``name`` is taken again)."""
-        size = math.prod(shape)
-        buffer = self._buffers.get(name)
-        if buffer is None or buffer.numel() < size or buffer.dtype != dtype or buffer.device != device:
-            buffer = self._buffers[name] = torch.empty(size, dtype=dtype, device=device)
-        return buffer[:size].view(shape)
-
-    def sample_major(self, name: str, like: torch.Tensor) -> torch.Tensor:
-        """A float64 (R, n, p) tensor shaped like ``like`` but stored sample-major, as (n, R, p):
-        ``einsum("nk,rnp->rkp", ...)`` then reads it as one (n, R p) matrix without copying it."""
-        runs, samples, dim = like.shape
-        return self.take(name, (samples, runs, dim), torch.float64, like.device).permute(1, 0, 2)
+def sample_major(workspace: Workspace, name: str, like: torch.Tensor) -> torch.Tensor:
+    """A float64 (R, n, p) buffer shaped like ``like`` but stored sample-major, as (n, R, p):
+    ``einsum("nk,rnp->rkp", ...)`` then reads it as one (n, R p) matrix without copying it."""
+    runs, samples, dim = like.shape
+    return workspace.take(name, (samples, runs, dim), torch.float64, like.device).permute(1, 0, 2)
 
 
 def chunk_statistics(
@@ -108,8 +91,9 @@ def chunk_statistics(
     """Per-run ``ClassStatistics`` of float64 features ``values`` (R, n, p) of one chunk, and the
     feature norms (R, n) (the clipping of held-out features reuses them).
 
-    ``workspace`` holds the (R, n, p) work arrays (fresh ones without it) and the scatter matrices
-    (R, K, p, p), in its buffer ``scatter_matrix<slot>``: the returned statistics' scatter matrices
+    ``workspace`` holds the (R, n, p) work arrays (fresh ones without it) and the scatter matrices,
+    stored class-major as (K, R, p, p) in its buffer ``scatter_matrix<slot>``, so that each class's
+    batched product writes its (R, p, p) block in place: the returned statistics' scatter matrices
     are views of it and stay valid only until that buffer is taken again (a stream names its slots
     after itself and alternates two of them, merging each chunk into a new total before the next).
     """
@@ -128,12 +112,12 @@ def chunk_statistics(
     norm_max = norm_max.scatter_reduce(1, labels.expand_as(norms), norms, reduce="amax", include_self=True)
     scatter_matrix = None
     if covariance:  # every class's block is written (an absent class gets zeros), so no zero fill
-        scatter_matrix = workspace.take(f"scatter_matrix{slot}", (runs, num_classes, dim, dim), torch.float64,
-                                        values.device)
+        by_class = workspace.take(f"scatter_matrix{slot}", (num_classes, runs, dim, dim), torch.float64, values.device)
         for c, rows in enumerate(classes.rows):
-            block = centred.index_select(1, rows)
-            scatter_matrix[:, c] = block.transpose(1, 2) @ block
-        scatter_matrix = scatter_matrix.cpu().numpy()
+            block = workspace.take("class_block", (runs, rows.shape[0], dim), centred.dtype, values.device)
+            block = torch.index_select(centred, 1, rows, out=block)
+            torch.bmm(block.transpose(1, 2), block, out=by_class[c])
+        scatter_matrix = by_class.cpu().numpy().swapaxes(0, 1)  # (R, K, p, p) views
     sums_np, scatter_np = sums.cpu().numpy(), scatter.cpu().numpy()
     norm_sums_np, norm_max_np = norm_sums.cpu().numpy(), norm_max.cpu().numpy()
     stats = [
@@ -164,5 +148,5 @@ def batched_class_statistics(
         raise ValueError(f"labels must have shape ({features.shape[1]},), got {tuple(labels.shape)}")
     classes = ChunkClasses.of(labels, num_classes, features.device)
     workspace = Workspace()
-    values = workspace.sample_major("values", features).copy_(features.detach())
+    values = sample_major(workspace, "values", features).copy_(features.detach())
     return chunk_statistics(values, classes, covariance=covariance, workspace=workspace)[0]

@@ -59,6 +59,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncgrok.empirical.batch_order import BatchOrder
+from ncgrok.empirical.buffers import Workspace
 from ncgrok.empirical.divergence import (
     DIVERGENCE_FACTOR,
     Divergence,
@@ -389,15 +390,42 @@ class BatchedTrainer:
             reps.append(h)
         return torch.stack(outs), torch.stack(reps)
 
-    def _evaluate(self, x: Tensor, chunk_size: int, with_representation: bool) -> tuple[Tensor, Tensor | None]:
-        if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
-            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+    def _mlp_eval_into_buffers(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``BatchedMLP.forward`` of one chunk, bit for bit, written into this trainer's evaluation
+        buffers (the first layer's one GEMM, its bias added while the result is laid out run-major,
+        ReLU in place, each later layer's ``baddbmm`` into a buffer of its own)."""
+        buffers, mlp = self.__dict__.get("_eval_buffers"), self._mlp
+        if buffers is None:
+            buffers = self._eval_buffers = Workspace()
+        x = x.reshape(x.shape[0], -1)
+        r, n = mlp.num_runs, x.shape[0]
+        w0, b0 = mlp.weights[0], mlp.biases[0]
+        width = w0.shape[1]
+
+        def buffer(name: str, shape: tuple[int, ...]) -> Tensor:
+            return buffers.take(name, shape, x.dtype, x.device)
+
+        first = torch.mm(x, w0.reshape(r * width, w0.shape[2]).t(), out=buffer("first", (n, r * width)))
+        z = torch.add(first.view(n, r, width).transpose(0, 1), b0.unsqueeze(1), out=buffer("z0", (r, n, width)))
+        last = len(mlp.weights) - 1
+        for i, (w, b) in enumerate(zip(mlp.weights[1:], mlp.biases[1:]), start=1):  # (at least one layer)
+            h = z.relu_()
+            out = buffer("logits" if i == last else f"z{i % 2}", (r, n, w.shape[1]))
+            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=out)
+        return z, h
+
+    def _check_eval_input(self, x: Tensor) -> None:
         spec = self.spec
         if spec.arch == "mlp":
             if x.dim() < 2 or math.prod(x.shape[1:]) != spec.input_dim:
                 raise ValueError(f"x must have shape (N, ...) with {spec.input_dim} entries per example, got {tuple(x.shape)}")
         elif tuple(x.shape[1:]) != spec.input_shape:
             raise ValueError(f"x must have shape (N, {spec.input_shape}), got {tuple(x.shape)}")
+
+    def _evaluate(self, x: Tensor, chunk_size: int, with_representation: bool) -> tuple[Tensor, Tensor | None]:
+        if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+            raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
+        self._check_eval_input(x)
         outs, reps = [], []
         with torch.no_grad():
             if x.shape[0] == 0:
@@ -422,6 +450,18 @@ class BatchedTrainer:
         """Logits (R, N, K) of every run on a shared input x (N, ...) (eval mode, no grad); the
         representations are never gathered, so this is the cheap path for accuracy on a large set."""
         return self._evaluate(x, chunk_size, False)[0]
+
+    def evaluate_chunk(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """Logits (R, n, K) and representations (R, n, p) of one chunk x (n, ...), equal bit for bit
+        to ``forward_with_representation(x)`` but, for the MLP, written into buffers this trainer
+        reuses: **valid only until its next** ``evaluate_chunk`` **call**. For streaming consumers
+        (``empirical.measure``), which would otherwise allocate, and page-fault, tens of MB per
+        chunk (see ``empirical.buffers``)."""
+        self._check_eval_input(x)
+        if self.backend != "mlp" or x.shape[0] == 0 or len(self._mlp.weights) < 2:
+            return self._evaluate(x, max(1, x.shape[0]), True)
+        with torch.no_grad():
+            return self._mlp_eval_into_buffers(x.to(device=self.device, dtype=self.dtype))
 
     # ------------------------------------------------------------------ parameters
 

@@ -86,7 +86,13 @@ from ncgrok.theory.concentration import heldout_variance_radius
 from ncgrok.theory.generalization import cantelli_bound
 from ncgrok.theory.timescales import imbalance
 
-from ncgrok.empirical.batched_statistics import LabelChunks, Workspace, batched_class_statistics, chunk_statistics
+from ncgrok.empirical.batched_statistics import (  # noqa: F401 (batched_class_statistics: re-exported)
+    LabelChunks,
+    batched_class_statistics,
+    chunk_statistics,
+    sample_major,
+)
+from ncgrok.empirical.buffers import Workspace
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE
 from ncgrok.empirical.losses import per_example_loss
 
@@ -123,7 +129,12 @@ METRIC_COLUMNS = (
 
 
 class BatchedModel(Protocol):
-    """What the measurement needs from the training engine (``empirical.engine.BatchedTrainer``)."""
+    """What the measurement needs from the training engine (``empirical.engine.BatchedTrainer``).
+
+    A model may also offer ``evaluate_chunk(x) -> (logits, representations)`` whose results are
+    valid only until its next call (the engine's, written into reused buffers); the measurement
+    then uses it instead of the two ``forward`` methods.
+    """
 
     def forward_with_representation(self, x: torch.Tensor, *, chunk_size: int = ...) -> tuple[torch.Tensor, torch.Tensor]:
         """Logits (R, N, K) and representations (R, N, p) of every run."""
@@ -223,9 +234,12 @@ def _stream(
     clip = None if clip_scale is None else torch.as_tensor(np.asarray(clip_scale, dtype=np.float64))
     counts = np.zeros(num_classes)
     chunks = None
+    evaluate_chunk = getattr(model, "evaluate_chunk", None)
     for index, start in enumerate(range(0, total, chunk_size)):
         xs = x[start : start + chunk_size]
-        if statistics:
+        if evaluate_chunk is not None:  # results in reused buffers, consumed before the next chunk
+            logits, features = evaluate_chunk(xs)
+        elif statistics:
             logits, features = model.forward_with_representation(xs, chunk_size=chunk_size)
         else:
             logits, features = model.forward(xs, chunk_size=chunk_size), None
@@ -236,7 +250,7 @@ def _stream(
         loss_sum = _add(loss_sum, per_example_loss(loss, logits, classes.onehot.to(logits.dtype)).to(torch.float64).sum(-1))
         accuracy_sum = _add(accuracy_sum, (logits.argmax(-1) == classes.labels).to(torch.float64).sum(-1))
         if statistics:
-            values = workspace.sample_major("values", features).copy_(features.detach())
+            values = sample_major(workspace, "values", features).copy_(features.detach())
             part, norms = chunk_statistics(values, classes, covariance=covariance, workspace=workspace,
                                            slot=f".{name}.{index % 2}")
             stats = _merge(stats, part)
@@ -247,7 +261,7 @@ def _stream(
                 above = _add(above, chunk_above)
                 if bool(chunk_above.any()):
                     factor = torch.where(outside, bound / norms, torch.ones_like(norms))
-                    clipped_values = torch.mul(values, factor[..., None], out=workspace.sample_major("clipped", values))
+                    clipped_values = torch.mul(values, factor[..., None], out=sample_major(workspace, "clipped", values))
                     part = chunk_statistics(clipped_values, classes, covariance=False, workspace=workspace)[0]
                 elif covariance:  # nothing is clipped: the clipped features are these features (factor 1)
                     part = [dataclasses.replace(stats_r, scatter_matrix=None) for stats_r in part]

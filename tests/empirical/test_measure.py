@@ -294,7 +294,8 @@ def test_label_chunks_are_reused_while_the_labels_are_unchanged_and_rebuilt_when
 
 
 def test_workspace_hands_out_one_buffer_per_name_and_grows_it():
-    from ncgrok.empirical.batched_statistics import Workspace
+    from ncgrok.empirical.batched_statistics import sample_major
+    from ncgrok.empirical.buffers import Workspace
 
     workspace = Workspace()
     a = workspace.take("a", (2, 3), torch.float64, torch.device("cpu"))
@@ -303,5 +304,44 @@ def test_workspace_hands_out_one_buffer_per_name_and_grows_it():
     assert workspace.take("b", (2, 3), torch.float64, torch.device("cpu")).data_ptr() != a.data_ptr()
     bigger = workspace.take("a", (4, 4), torch.float64, torch.device("cpu"))
     assert bigger.shape == (4, 4) and bigger.data_ptr() != a.data_ptr()
-    stored = workspace.sample_major("v", torch.zeros(2, 5, 3))  # (R, n, p) stored as (n, R, p)
+    stored = sample_major(workspace, "v", torch.zeros(2, 5, 3))  # (R, n, p) stored as (n, R, p)
     assert stored.shape == (2, 5, 3) and stored.stride() == (3, 6, 1) and stored.dtype == torch.float64
+
+
+class _WithoutChunkBuffers:
+    """A trainer seen without ``evaluate_chunk``: measure_runs then calls the two forward methods."""
+
+    def __init__(self, trainer):
+        self._trainer = trainer
+
+    def __getattr__(self, name):
+        if name == "evaluate_chunk":
+            raise AttributeError(name)
+        return getattr(self._trainer, name)
+
+
+@pytest.mark.parametrize("depth", [2, 4])
+def test_engine_chunk_buffers_give_the_forward_bit_for_bit(depth):
+    """``BatchedTrainer.evaluate_chunk`` writes into reused buffers (the same memory at every call)
+    and equals ``forward_with_representation`` exactly; measure_runs is the same either way."""
+    from ncgrok.empirical.engine import BatchedTrainer, RunConfig
+    from ncgrok.empirical.models import ModelSpec
+
+    spec = ModelSpec(arch="mlp", input_shape=(1, 6, 6), width=16, depth=depth, num_classes=4)
+    generator = torch.Generator().manual_seed(0)
+    x, y = torch.randn(120, 1, 6, 6, generator=generator), torch.randint(0, 4, (120,), generator=generator)
+    runs = [RunConfig(seed=s, lr=1e-3, weight_decay=0.1) for s in range(3)]
+    trainer = BatchedTrainer(spec, runs, x[:60], y[:60], batch_size=20, device="cpu")
+    trainer.train(5)
+    logits, features = trainer.evaluate_chunk(x[:50])
+    pointers = (logits.data_ptr(), features.data_ptr())
+    expected = trainer.forward_with_representation(x[:50])
+    assert torch.equal(logits, expected[0]) and torch.equal(features, expected[1])
+    again = trainer.evaluate_chunk(x[50:100])
+    assert (again[0].data_ptr(), again[1].data_ptr()) == pointers  # reused, not reallocated
+    expected = trainer.forward_with_representation(x[50:100])
+    assert torch.equal(again[0], expected[0]) and torch.equal(again[1], expected[1])
+
+    data = MeasurementData(x[:60], y[:60], x[60:], y[60:], 4, x[30:90], y[30:90])
+    buffered = measure_runs(trainer, data, chunk_size=25)
+    assert _same(buffered, measure_runs(_WithoutChunkBuffers(trainer), data, chunk_size=25))
