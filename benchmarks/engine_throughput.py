@@ -233,6 +233,20 @@ def breakdown(spec: ModelSpec, x, y, r: int, batch_size: int, steps: int, repeat
     print(f"  matmul work of one step: {flops / 1e9:.2f} GFLOP")
 
 
+def measurement_forward(trainer: BatchedTrainer, data: MeasurementData):
+    """The forward passes ``measure_runs(trainer, data)`` makes, in the same chunks and the same
+    way, as a function of no arguments (the measurement's floor: no statistic computed)."""
+    sets = [images for images in (data.train_x, data.heldout_x, data.test_x) if images is not None]
+
+    def run() -> None:
+        with torch.no_grad():
+            for images in sets:
+                for start in range(0, images.shape[0], EVAL_CHUNK_SIZE):
+                    trainer.evaluate_chunk(images[start : start + EVAL_CHUNK_SIZE])
+
+    return run
+
+
 def measurement(spec: ModelSpec, r: int, repeats: int, matmul: MatmulRate) -> None:
     """Time one ``measure_runs`` call of R runs (see the module docstring, ``--measure``)."""
     x, y = synthetic_data(MEASURED_SIZES["train"], seed=0)
@@ -242,18 +256,7 @@ def measurement(spec: ModelSpec, r: int, repeats: int, matmul: MatmulRate) -> No
     train_per_step, _ = best_time(trainer.train, 20, repeats, matmul)
     data = MeasurementData(x, y, test_x, test_y, spec.num_classes, heldout_x, heldout_y)
 
-    def forward_only() -> None:  # the forward passes measure_runs makes, in the same chunks and the same way
-        evaluate_chunk = getattr(trainer, "evaluate_chunk", None)  # (absent before the buffered evaluation)
-        for images, features in ((x, True), (heldout_x, True), (test_x, False)):
-            for start in range(0, images.shape[0], EVAL_CHUNK_SIZE):
-                chunk = images[start : start + EVAL_CHUNK_SIZE]
-                if evaluate_chunk is not None:
-                    evaluate_chunk(chunk)
-                elif features:
-                    trainer.forward_with_representation(chunk)
-                else:
-                    trainer.forward(chunk)
-
+    forward_only = measurement_forward(trainer, data)
     measure_runs(trainer, data)  # warm-up (the first call also prepares what later logs reuse)
     timings = {"measure": [], "forward": []}
     faults = []
