@@ -37,7 +37,8 @@ from typing import Any, Callable
 
 from ncgrok.empirical.divergence import STABLE_SGD_LR, Divergence
 from ncgrok.empirical.engine import BatchedTrainer, RunConfig, select_device
-from ncgrok.empirical.measure import InformationMeasurement, as_measurement_data, measure_runs
+from ncgrok.empirical.information_plane import InformationMeasurement
+from ncgrok.empirical.measure import as_measurement_data, measure_runs
 from ncgrok.empirical.modular import PopulationMeasurement
 from ncgrok.empirical.runs import (
     RETRAIN,

@@ -63,7 +63,8 @@ from ncgrok.empirical.data.records import DATASETS
 from ncgrok.empirical.data.splits import DEFAULT_HELDOUT_SIZE, PAPER_TRAIN_SIZE
 from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, RunConfig, log_schedule
 from ncgrok.empirical.losses import LOSSES, check_loss
-from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS, InformationSettings
+from ncgrok.empirical.information_plane import INFORMATION_COLUMNS, InformationSettings
+from ncgrok.empirical.measure import METRIC_COLUMNS
 from ncgrok.empirical.models import LAYER_NORMS, ModelSpec
 from ncgrok.empirical.modular import POPULATION_COLUMNS
 from ncgrok.empirical.shards import group_slices

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from ncgrok.empirical import runs
-from ncgrok.empirical.measure import INFORMATION_COLUMNS, METRIC_COLUMNS
+from ncgrok.empirical.information_plane import INFORMATION_COLUMNS
+from ncgrok.empirical.measure import METRIC_COLUMNS
 from ncgrok.empirical.models import ModelSpec
 from ncgrok.empirical.modular import POPULATION_COLUMNS
 from ncgrok.empirical.runs import (
