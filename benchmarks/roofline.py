@@ -154,6 +154,7 @@ class Roofline:
     stream_bandwidth: Paired  # GB/s
     attainable: Paired  # the roofline bound on the fraction (module docstring)
     plain_speedup: Paired  # plain model-step / (batched step / runs)
+    plain_speedup_attainable: Paired  # the same with the batched step at the roofline
     measurement_floor: Paired | None  # share of the full sweep the measurement's forward passes alone take
 
 
@@ -171,5 +172,7 @@ def roofline(r: Rounds, *, flops: float, runs: int, adamw_traffic: int, share: C
         stream_bandwidth=Paired.of([bw / 1e9 for bw in r.bandwidth]),
         attainable=Paired.of([flops / m / (p + adamw_traffic / bw) for m, p, bw in zip(rate, r.products, r.bandwidth)]),
         plain_speedup=Paired.of([pl / (s / runs) for pl, s in zip(r.plain, r.step)]),
+        plain_speedup_attainable=Paired.of([pl / ((p + adamw_traffic / bw) / runs)
+                                            for pl, p, bw in zip(r.plain, r.products, r.bandwidth)]),
         measurement_floor=Paired.of([share(s, f) for s, f in zip(r.step, r.forward)]) if r.forward else None,
     )

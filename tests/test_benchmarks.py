@@ -82,6 +82,9 @@ def test_roofline_ratios_against_hand_computed_values():
     assert roof.attainable.low == pytest.approx(0.75) and roof.attainable.high == pytest.approx(0.015 / 0.017)
     # plain model-step against the batched step per run: 0.004 / (0.05 / 30) = 2.4, 0.002 / (0.02 / 30) = 3.0
     assert roof.plain_speedup.median == pytest.approx(2.7)
+    # at the roofline the batched step takes products + AdamW floor: 0.04 and 0.017 s
+    assert roof.plain_speedup_attainable.low == pytest.approx(0.004 / (0.04 / 30))
+    assert roof.plain_speedup_attainable.high == pytest.approx(0.002 / (0.017 / 30))
     assert roof.measurement_floor.median == pytest.approx((2.0 / 2.05 + 1.0 / 1.02) / 2)
     assert f"{roof.fraction:.2f}" == "0.68 [rounds 0.60-0.75]"
 
