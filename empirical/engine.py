@@ -30,7 +30,7 @@ Divergence (`ncgrok.empirical.divergence`)
     still carried through the forward and backward passes (its results are discarded).
 
 Backends
-    ``"mlp"``: hand-written batched forward/backward with ``baddbmm``/``bmm`` (`models.BatchedMLP`),
+    ``"mlp"``: hand-written batched forward/backward with ``baddbmm``/``bmm`` (`batched_mlp.BatchedMLP`),
     gradients written into preallocated tensors. Measured faster than autograd over the same ``bmm``
     graph (see ``benchmarks/engine_throughput.py``). ``"vmap"``: ``torch.func.vmap(grad(...))`` over
     ``functional_call`` (cnn, transformer). ``"loop"``: a Python loop over runs with autograd, needed for
@@ -50,15 +50,13 @@ Threads and performance (measured with ``benchmarks/engine_throughput.py`` on 2 
 from __future__ import annotations
 
 import dataclasses
-import math
-from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ncgrok.empirical.batch_order import BatchOrder
+from ncgrok.empirical.batched_mlp import BatchedMLP
 from ncgrok.empirical.buffers import Workspace
 from ncgrok.empirical.divergence import (
     DIVERGENCE_FACTOR,
@@ -69,9 +67,8 @@ from ncgrok.empirical.divergence import (
     divergence_report,
     divergence_state_dict,
 )
-from ncgrok.empirical.losses import batch_loss, check_loss, gradient_scale
+from ncgrok.empirical.losses import batch_loss, gradient_scale
 from ncgrok.empirical.models import (
-    BatchedMLP,
     ModelSpec,
     build_module,
     functional_forward,
@@ -79,7 +76,16 @@ from ncgrok.empirical.models import (
     stack_modules,
 )
 from ncgrok.empirical.optim import adamw_init, adamw_update, restore_frozen_runs, sgd_init, sgd_update
+from ncgrok.empirical.trainer_inputs import (
+    RunConfig,
+    check_eval_input,
+    check_trainer_settings,
+    resolve_backend,
+    select_device,
+    training_tensors,
+)
 
+# RunConfig, select_device and the checks of the trainer's arguments live in empirical.trainer_inputs.
 __all__ = ["EVAL_CHUNK_SIZE", "RunConfig", "BatchedTrainer", "Divergence", "log_schedule", "select_device"]
 
 _STATE_FORMAT = "ncgrok.empirical.BatchedTrainer/1"
@@ -87,44 +93,6 @@ _STATE_FORMAT = "ncgrok.empirical.BatchedTrainer/1"
 # near 12 MB, under glibc's 32 MB mmap ceiling, so buffers are reused from the heap instead of
 # being mapped and page-faulted afresh per chunk (2048 measured 1.5x slower per example, 2 cores).
 EVAL_CHUNK_SIZE = 512
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """One run: ``seed`` (initialisation and batch order), learning rate, weight decay."""
-
-    seed: int
-    lr: float
-    weight_decay: float
-
-    def __post_init__(self) -> None:
-        if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= int(self.seed) < 2**63:
-            raise ValueError(f"seed must be a non-negative int, got {self.seed!r}")
-        if not (math.isfinite(self.lr) and self.lr >= 0):
-            raise ValueError(f"lr must be a finite number >= 0, got {self.lr!r}")
-        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
-        # plain Python numbers (numpy scalars would not survive torch.load(weights_only=True))
-        object.__setattr__(self, "seed", int(self.seed))
-        object.__setattr__(self, "lr", float(self.lr))
-        object.__setattr__(self, "weight_decay", float(self.weight_decay))
-
-
-def select_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"``: CUDA if available, else Apple MPS if available, else CPU; otherwise ``torch.device(device)``."""
-    if isinstance(device, torch.device):
-        return device
-    if device != "auto":
-        try:
-            return torch.device(device)
-        except RuntimeError as exc:
-            raise ValueError(f"device must be 'auto', 'cpu', 'cuda[:i]' or 'mps', got {device!r}") from exc
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def log_schedule(total_steps: int) -> list[int]:
@@ -182,28 +150,10 @@ class BatchedTrainer:
         optimizer_impl: str = "auto",
         divergence_factor: float = DIVERGENCE_FACTOR,
     ):
-        if not isinstance(model_spec, ModelSpec):
-            raise ValueError("model_spec must be an empirical.models.ModelSpec")
-        runs = list(runs)
-        if not runs or not all(isinstance(r, RunConfig) for r in runs):
-            raise ValueError("runs must be a non-empty list of RunConfig")
-        if optimizer not in ("adamw", "sgd"):
-            raise ValueError(f"optimizer must be 'adamw' or 'sgd', got {optimizer!r}")
-        check_loss(loss, loss_reduction)
-        if dtype not in (torch.float32, torch.float64):
-            raise ValueError(f"dtype must be torch.float32 or torch.float64, got {dtype}")
-        if not (len(betas) == 2 and all(0.0 <= b < 1.0 for b in betas)):
-            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        if not eps >= 0:
-            raise ValueError(f"eps must be >= 0, got {eps!r}")
-        if not 0.0 <= momentum < 1.0:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum!r}")
-        if not divergence_factor >= 1.0:
-            raise ValueError(f"divergence_factor must be >= 1 (math.inf: only non-finite losses), got {divergence_factor!r}")
-        self.device = select_device(device)
-        if self.device.type == "mps" and dtype == torch.float64:
-            raise ValueError("dtype float64 is not supported on MPS; use dtype=torch.float32 or device='cpu'")
-
+        runs, self.device = check_trainer_settings(
+            model_spec, runs, optimizer=optimizer, loss=loss, loss_reduction=loss_reduction, dtype=dtype, device=device,
+            betas=betas, eps=eps, momentum=momentum, divergence_factor=divergence_factor,
+        )
         self.spec = model_spec
         self.runs = runs
         self.optimizer = optimizer
@@ -217,17 +167,9 @@ class BatchedTrainer:
         self.divergence_factor = float(divergence_factor)
         self.step = 0
 
-        if backend == "auto":
-            backend = "mlp" if model_spec.arch == "mlp" else ("loop" if model_spec.has_batchnorm else "vmap")
-        if backend not in ("mlp", "vmap", "loop"):
-            raise ValueError(f"backend must be 'auto', 'mlp', 'vmap' or 'loop', got {backend!r}")
-        if backend == "mlp" and model_spec.arch != "mlp":
-            raise ValueError(f"backend='mlp' needs arch='mlp', got arch={model_spec.arch!r}")
-        if backend == "vmap" and model_spec.has_batchnorm:
-            raise ValueError("backend='vmap' cannot train BatchNorm models; use backend='loop'")
-        self.backend = backend
-
-        self._set_data(train_x, train_y)
+        self.backend = resolve_backend(backend, model_spec)
+        self._x, self._onehot = training_tensors(model_spec, train_x, train_y, self.batch_size, self.device, dtype)
+        self.num_examples = self._x.shape[0]
 
         # parameters: run i = build_module(spec, seed_i), stacked along dim 0
         modules = [build_module(model_spec, r.seed, dtype=dtype, device=self.device) for r in runs]
@@ -257,45 +199,19 @@ class BatchedTrainer:
         self._divergence = divergence_init(len(runs), self.device, dtype)
         self._diverged: dict[int, Divergence] = {}
         # the loop backend's BatchNorm updates its running statistics in the forward pass
-        self._saved_buffers = [torch.empty_like(b) for b in self._buffers] if backend == "loop" else []
+        self._saved_buffers = [torch.empty_like(b) for b in self._buffers] if self.backend == "loop" else []
         self._linear_names = linear_parameter_names(self._skeleton)
         head_w, head_b = self._linear_names[-1]
         self._head_index = (self.param_names.index(head_w), self.param_names.index(head_b))
-        if backend == "mlp":
+        if self.backend == "mlp":
             self._mlp = BatchedMLP(self._params[0::2], self._params[1::2])
             self._mlp_grads = (self._grads[0::2], self._grads[1::2])
+            self._eval_workspace = Workspace()  # evaluate_chunk's results (see BatchedMLP.forward)
 
         self._batch_order = BatchOrder([r.seed for r in runs], self.num_examples, self.batch_size, self.device)
         r_count, b = len(runs), self.batch_size
         self._xb = torch.empty((r_count, b) + tuple(self._x.shape[1:]), dtype=dtype, device=self.device)
         self._yb = torch.empty((r_count, b, model_spec.num_classes), dtype=dtype, device=self.device)
-
-    # ------------------------------------------------------------------ setup helpers
-
-    def _set_data(self, train_x: Tensor, train_y: Tensor) -> None:
-        spec = self.spec
-        if not isinstance(train_x, Tensor) or not isinstance(train_y, Tensor):
-            raise ValueError("train_x and train_y must be torch tensors")
-        n = train_x.shape[0] if train_x.dim() > 0 else 0
-        if spec.arch == "mlp":
-            if train_x.dim() < 2 or math.prod(train_x.shape[1:]) != spec.input_dim:
-                raise ValueError(
-                    f"train_x must have shape (N, ...) with {spec.input_dim} entries per example, got {tuple(train_x.shape)}"
-                )
-            x = train_x.reshape(n, spec.input_dim)
-        else:
-            if tuple(train_x.shape[1:]) != spec.input_shape:
-                raise ValueError(f"train_x must have shape (N, {spec.input_shape}), got {tuple(train_x.shape)}")
-            x = train_x
-        if train_y.shape != (n,) or train_y.dtype.is_floating_point or train_y.dtype == torch.bool:
-            raise ValueError(f"train_y must be an integer tensor of shape ({n},), got {train_y.dtype} {tuple(train_y.shape)}")
-        if n > 0 and (int(train_y.min()) < 0 or int(train_y.max()) >= spec.num_classes):
-            raise ValueError(f"train_y labels must lie in [0, {spec.num_classes}), the spec's num_classes")
-        if not 1 <= self.batch_size <= n:
-            raise ValueError(f"batch_size must be between 1 and the number of examples ({n}), got {self.batch_size}")
-        self.num_examples = n
-        self._x = x.to(device=self.device, dtype=self.dtype).contiguous()
-        self._onehot = F.one_hot(train_y.long().cpu(), spec.num_classes).to(device=self.device, dtype=self.dtype)
 
     # ------------------------------------------------------------------ training
 
@@ -390,42 +306,10 @@ class BatchedTrainer:
             reps.append(h)
         return torch.stack(outs), torch.stack(reps)
 
-    def _mlp_eval_into_buffers(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``BatchedMLP.forward`` of one chunk, bit for bit, written into this trainer's evaluation
-        buffers (the first layer's one GEMM, its bias added while the result is laid out run-major,
-        ReLU in place, each later layer's ``baddbmm`` into a buffer of its own)."""
-        buffers, mlp = self.__dict__.get("_eval_buffers"), self._mlp
-        if buffers is None:
-            buffers = self._eval_buffers = Workspace()
-        x = x.reshape(x.shape[0], -1)
-        r, n = mlp.num_runs, x.shape[0]
-        w0, b0 = mlp.weights[0], mlp.biases[0]
-        width = w0.shape[1]
-
-        def buffer(name: str, shape: tuple[int, ...]) -> Tensor:
-            return buffers.take(name, shape, x.dtype, x.device)
-
-        first = torch.mm(x, w0.reshape(r * width, w0.shape[2]).t(), out=buffer("first", (n, r * width)))
-        z = torch.add(first.view(n, r, width).transpose(0, 1), b0.unsqueeze(1), out=buffer("z0", (r, n, width)))
-        last = len(mlp.weights) - 1
-        for i, (w, b) in enumerate(zip(mlp.weights[1:], mlp.biases[1:]), start=1):  # (at least one layer)
-            h = z.relu_()
-            out = buffer("logits" if i == last else f"z{i % 2}", (r, n, w.shape[1]))
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=out)
-        return z, h
-
-    def _check_eval_input(self, x: Tensor) -> None:
-        spec = self.spec
-        if spec.arch == "mlp":
-            if x.dim() < 2 or math.prod(x.shape[1:]) != spec.input_dim:
-                raise ValueError(f"x must have shape (N, ...) with {spec.input_dim} entries per example, got {tuple(x.shape)}")
-        elif tuple(x.shape[1:]) != spec.input_shape:
-            raise ValueError(f"x must have shape (N, {spec.input_shape}), got {tuple(x.shape)}")
-
     def _evaluate(self, x: Tensor, chunk_size: int, with_representation: bool) -> tuple[Tensor, Tensor | None]:
         if isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
             raise ValueError(f"chunk_size must be an int >= 1, got {chunk_size!r}")
-        self._check_eval_input(x)
+        check_eval_input(self.spec, x)
         outs, reps = [], []
         with torch.no_grad():
             if x.shape[0] == 0:
@@ -457,11 +341,11 @@ class BatchedTrainer:
         reuses: **valid only until its next** ``evaluate_chunk`` **call**. For streaming consumers
         (``empirical.measure``), which would otherwise allocate, and page-fault, tens of MB per
         chunk (see ``empirical.buffers``)."""
-        self._check_eval_input(x)
-        if self.backend != "mlp" or x.shape[0] == 0 or len(self._mlp.weights) < 2:
+        check_eval_input(self.spec, x)
+        if self.backend != "mlp" or x.shape[0] == 0:
             return self._evaluate(x, max(1, x.shape[0]), True)
         with torch.no_grad():
-            return self._mlp_eval_into_buffers(x.to(device=self.device, dtype=self.dtype))
+            return self._mlp.forward(x.to(device=self.device, dtype=self.dtype), workspace=self._eval_workspace)
 
     # ------------------------------------------------------------------ parameters
 

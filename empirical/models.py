@@ -54,9 +54,10 @@ large-init parameters by ``init_scale`` (exact for the paper's power of two, 8).
 restored afterwards. The batched trainer builds every run this way, so a run is the same whether
 trained alone or in a batch.
 
-Batched functional forms: `BatchedMLP` (stacked weights, ``torch.baddbmm``/``torch.bmm``, with a
-hand-written backward for training) and `functional_forward` (``torch.func.functional_call`` under
-``torch.func.vmap``) for the other architectures.
+Batched functional forms: `BatchedMLP` (`ncgrok.empirical.batched_mlp`, re-exported here: stacked
+weights, ``torch.baddbmm``/``torch.bmm``, with a hand-written backward for training) and
+`functional_forward` (``torch.func.functional_call`` under ``torch.func.vmap``) for the other
+architectures.
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ncgrok.empirical.losses import output_gradient
+from ncgrok.empirical.batched_mlp import BatchedMLP  # noqa: F401  (re-exported; the MLP's batched form lives there)
 
 ARCHITECTURES = ("mlp", "cnn", "transformer", "resnet18", "modtransformer")
 
@@ -512,89 +513,3 @@ def functional_forward(
         return torch.func.functional_call(skeleton, (p, b), (inp,), {"with_representation": True})
 
     return torch.func.vmap(one, in_dims=(0, 0, None))(params, buffers, x)
-
-
-class BatchedMLP:
-    """The MLP as R stacked networks: weights ``(R, out, in)`` and biases ``(R, out)``.
-
-    The tensors are used, not copied, so an optimizer updating them in place is seen here.
-    ``forward`` evaluates a shared input; ``forward_backward`` computes the gradients of the squared
-    error or the cross-entropy to one-hot targets for per-run batches with a hand-written backward
-    pass (``bmm`` into preallocated gradient tensors; no autograd graph), the training fast path.
-    """
-
-    def __init__(self, weights: list[Tensor], biases: list[Tensor]):
-        if len(weights) != len(biases) or not weights:
-            raise ValueError("weights and biases must be non-empty lists of equal length")
-        self.weights = weights
-        self.biases = biases
-
-    @property
-    def num_runs(self) -> int:
-        return self.weights[0].shape[0]
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """Logits (R, N, K) and representation (R, N, p) for a shared input x (N, ...)."""
-        x = x.reshape(x.shape[0], -1)
-        r, n = self.num_runs, x.shape[0]
-        w0, b0 = self.weights[0], self.biases[0]
-        # one GEMM for all runs' first layer: (N, D) @ (D, R*out) -> (R, N, out)
-        z = (x @ w0.reshape(r * w0.shape[1], w0.shape[2]).t()).reshape(n, r, w0.shape[1]).transpose(0, 1)
-        z = z + b0.unsqueeze(1)
-        h = x.unsqueeze(0).expand(r, n, x.shape[1])
-        for w, b in zip(self.weights[1:], self.biases[1:]):
-            h = torch.relu(z)
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2))
-        return z, h
-
-    def forward_backward(
-        self,
-        x: Tensor,
-        targets: Tensor,
-        grad_weights: list[Tensor],
-        grad_biases: list[Tensor],
-        *,
-        loss_scale: float = 2.0,
-        losses: Tensor | None = None,
-        loss: str = "mse",
-    ) -> None:
-        """Write the gradients of each run's batch loss into the given tensors.
-
-        ``x`` (R, B, D) per-run inputs, ``targets`` (R, B, K) one-hot. ``loss="mse"``: the loss is
-        ``sum((f(x) - targets)^2) * loss_scale / 2`` (``loss_scale = 2`` the summed squared loss,
-        ``2 / (B K)`` its mean); ``loss="cross-entropy"``: ``loss_scale`` times the summed softmax
-        cross-entropy (1 summed, ``1 / B`` the batch mean), whose logit gradient is
-        ``loss_scale * (softmax(f(x)) - targets)`` (`ncgrok.empirical.losses`). ``losses`` (R,), if
-        given, receives each run's loss (before the backward pass).
-        """
-        work = self._workspace(x)
-        hs = [x]
-        h = x
-        last = len(self.weights) - 1
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            z = torch.baddbmm(b.unsqueeze(1), h, w.transpose(1, 2), out=work["z"][i])
-            if i < last:
-                h = z.relu_()
-                hs.append(h)
-        delta = output_gradient(loss, z, targets, loss_scale, losses)
-        for i in range(last, -1, -1):
-            torch.bmm(delta.transpose(1, 2), hs[i], out=grad_weights[i])
-            torch.sum(delta, dim=1, out=grad_biases[i])
-            if i > 0:
-                upstream = torch.bmm(delta, self.weights[i], out=work["upstream"][i])
-                # ReLU backward in place: keep the upstream gradient where the unit was active
-                delta = torch.ops.aten.threshold_backward.grad_input(upstream, hs[i], 0, grad_input=upstream)
-
-    def _workspace(self, x: Tensor) -> dict[str, list]:
-        """Activation buffers reused across steps (fresh multi-MB tensors every step cost page faults)."""
-        key = (tuple(x.shape), x.dtype, x.device)
-        if getattr(self, "_work_key", None) != key:
-            r, b = x.shape[0], x.shape[1]
-            outs = [w.shape[1] for w in self.weights]
-            ins = [w.shape[2] for w in self.weights]
-            self._work = {
-                "z": [x.new_empty(r, b, o) for o in outs],
-                "upstream": [None] + [x.new_empty(r, b, i) for i in ins[1:]],
-            }
-            self._work_key = key
-        return self._work

@@ -364,6 +364,23 @@ def test_logits_are_representation_times_last_layer(spec):
         torch.testing.assert_close(rep[r], h, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("spec", [dataclasses.replace(MLP, depth=1), dataclasses.replace(MLP, depth=3), CNN],
+                         ids=["mlp-1", "mlp-3", "cnn"])
+def test_evaluate_chunk_is_the_forward_bit_for_bit(spec):
+    """``evaluate_chunk`` (the MLP's forward into reused buffers; the plain forward elsewhere) equals
+    ``forward_with_representation`` exactly in float32, also for an empty chunk; bad input is refused."""
+    x, y = _data(spec, n=30)
+    trainer = BatchedTrainer(spec, RUNS[:3], x, y, batch_size=10, device="cpu")
+    trainer.train(2)
+    for chunk in (x[:17], x[17:], x[:0]):
+        logits, features = trainer.evaluate_chunk(chunk)
+        expected = trainer.forward_with_representation(chunk)
+        assert logits.shape == expected[0].shape and features.shape == expected[1].shape
+        assert torch.equal(logits, expected[0]) and torch.equal(features, expected[1])
+    with pytest.raises(ValueError, match="x must have shape"):
+        trainer.evaluate_chunk(x[:, :, :3])
+
+
 def test_norms_and_linear_weights():
     x, y = _data(MLP)
     trainer = BatchedTrainer(MLP, RUNS, x, y, batch_size=10, dtype=torch.float64, device="cpu")
@@ -443,6 +460,32 @@ def test_input_validation():
     assert type(numpy_run.seed) is int and type(numpy_run.lr) is float and numpy_run == RunConfig(3, 1e-3, 0.1)
     with pytest.raises(ValueError, match="BatchNorm"):
         BatchedTrainer(RESNET, RUNS, *_data(RESNET), batch_size=10, device="cpu", backend="vmap")
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(model_spec="mlp"), "model_spec must be"),
+    (dict(runs=[(0, 1e-3, 0.0)]), "runs must be"),
+    (dict(loss="hinge"), "loss"),
+    (dict(dtype=torch.float16), "dtype must be"),
+    (dict(betas=(0.9, 1.0)), "betas must be"),
+    (dict(eps=-1.0), "eps must be"),
+    (dict(momentum=1.0), "momentum must be"),
+    (dict(divergence_factor=0.5), "divergence_factor must be"),
+    (dict(device="nonsense"), "device must be"),
+    (dict(backend="jit"), "backend must be"),
+    (dict(model_spec=CNN, train_x=_data(CNN)[0], backend="mlp"), "backend='mlp' needs arch='mlp'"),
+    (dict(train_x=[[0.0] * 36] * 60), "train_x and train_y must be torch tensors"),
+    (dict(train_x=torch.zeros(60, 35)), "train_x must have shape"),
+    (dict(model_spec=CNN, train_x=torch.zeros(60, 36)), "train_x must have shape"),
+    (dict(train_y=torch.zeros(59, dtype=torch.long)), "train_y must be an integer tensor"),
+    (dict(batch_size=0), "batch_size must be"),
+])
+def test_each_bad_argument_is_named(changes, match):
+    x, y = _data(MLP)
+    arguments = dict(model_spec=MLP, runs=RUNS, train_x=x, train_y=y, batch_size=10, device="cpu") | changes
+    with pytest.raises(ValueError, match=match):
+        BatchedTrainer(arguments.pop("model_spec"), arguments.pop("runs"), arguments.pop("train_x"),
+                       arguments.pop("train_y"), **arguments)
 
 
 def test_mlp_learns_separable_task():
