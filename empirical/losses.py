@@ -13,7 +13,7 @@ Both compare logits ``z`` (one row per example, ``K`` outputs) with one-hot targ
 
 ``batch_loss`` is the autograd form (the ``vmap`` and ``loop`` backends differentiate it);
 ``output_gradient`` writes the loss of every run and the logit gradient in place for the hand-written
-MLP backward (``models.BatchedMLP.forward_backward``).
+MLP backward (``batched_mlp.BatchedMLP.forward_backward``).
 """
 from __future__ import annotations
 
