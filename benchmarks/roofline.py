@@ -4,7 +4,7 @@ The host's speed drifts (other tenants; on the 2-core AMD EPYC used so far the f
 moved between 94 and 184 GFLOP/s within a session), so a ratio of a mean over one minute to the best
 matmul sample of another minute says more about the host than about the engine. Here every quantity
 is timed in **rounds**: in each round, back to back, one 2048^3 matmul, a block of batched training
-steps, a block of plain one-model-at-a-time steps, the step's matrix products alone, the AdamW update
+steps, a block of steps of each one-model-at-a-time baseline, the step's matrix products alone, the AdamW update
 alone and a large in-place streaming update. A ratio is formed within each round and the median over rounds is
 reported (with its range), so drift that is slow next to a round (about a second) cancels.
 
@@ -90,22 +90,25 @@ class Rounds:
 
     matmul: list[float]  # one 2048^3 product
     step: list[float]  # one batched training step (all runs)
-    plain: list[float]  # one plain model-step
+    baselines: dict[str, list[float]]  # one model-step of each one-model-at-a-time baseline, by name
     products: list[float]  # the matrix products of one batched step alone
     adamw: list[float]  # one AdamW update of all runs
     bandwidth: list[float]  # bytes per second of the streaming update
     forward: list[float]  # the forward passes of one measurement alone (empty if not asked for)
 
 
-def time_rounds(trainer: BatchedTrainer, plain: Callable[[int], None], *, rounds: int = 12, steps: int = 8,
-                plain_steps: int = 30, forward: Callable[[], None] | None = None) -> Rounds:
-    """Time every part once per round, back to back (see the module docstring); ``forward``, if
-    given, is the measurement's forward passes, timed once per round as well."""
+def time_rounds(trainer: BatchedTrainer, baselines: dict[str, Callable[[int], None]], *, rounds: int = 12,
+                steps: int = 8, baseline_steps: int = 30, forward: Callable[[], None] | None = None) -> Rounds:
+    """Time every part once per round, back to back (see the module docstring). ``baselines``: by
+    name, ``fn(n)`` training one model ``n`` steps; ``forward``, if given, is the measurement's
+    forward passes, timed once per round as well."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     products = step_matrix_products(trainer)
     stream = StreamBandwidth()
-    trainer.train(2), plain(5), products(2), trainer._apply_update(), a @ b  # warm up
-    out = Rounds([], [], [], [], [], [], [])
+    trainer.train(2), products(2), trainer._apply_update(), a @ b  # warm up
+    for baseline in baselines.values():
+        baseline(5)
+    out = Rounds([], [], {name: [] for name in baselines}, [], [], [], [])
 
     def timed(fn: Callable[[], object], per: int) -> float:
         start = time.perf_counter()
@@ -115,7 +118,8 @@ def time_rounds(trainer: BatchedTrainer, plain: Callable[[int], None], *, rounds
     for _ in range(rounds):
         out.matmul.append(timed(lambda: a @ b, 1))
         out.step.append(timed(lambda: trainer.train(steps), steps))
-        out.plain.append(timed(lambda: plain(plain_steps), plain_steps))
+        for name, baseline in baselines.items():
+            out.baselines[name].append(timed(lambda: baseline(baseline_steps), baseline_steps))
         out.products.append(timed(lambda: products(steps), steps))
         with torch.no_grad():
             out.adamw.append(timed(lambda: [trainer._apply_update() for _ in range(steps)], steps))
@@ -153,8 +157,8 @@ class Roofline:
     adamw_bandwidth: Paired  # AdamW bytes / AdamW seconds, GB/s
     stream_bandwidth: Paired  # GB/s
     attainable: Paired  # the roofline bound on the fraction (module docstring)
-    plain_speedup: Paired  # plain model-step / (batched step / runs)
-    plain_speedup_attainable: Paired  # the same with the batched step at the roofline
+    speedups: dict[str, Paired]  # by baseline: its model-step / (batched step / runs)
+    speedups_attainable: dict[str, Paired]  # the same with the batched step at the roofline
     measurement_floor: Paired | None  # share of the full sweep the measurement's forward passes alone take
 
 
@@ -171,8 +175,9 @@ def roofline(r: Rounds, *, flops: float, runs: int, adamw_traffic: int, share: C
         adamw_bandwidth=Paired.of([adamw_traffic / a / 1e9 for a in r.adamw]),
         stream_bandwidth=Paired.of([bw / 1e9 for bw in r.bandwidth]),
         attainable=Paired.of([flops / m / (p + adamw_traffic / bw) for m, p, bw in zip(rate, r.products, r.bandwidth)]),
-        plain_speedup=Paired.of([pl / (s / runs) for pl, s in zip(r.plain, r.step)]),
-        plain_speedup_attainable=Paired.of([pl / ((p + adamw_traffic / bw) / runs)
-                                            for pl, p, bw in zip(r.plain, r.products, r.bandwidth)]),
+        speedups={name: Paired.of([b / (s / runs) for b, s in zip(times, r.step)]) for name, times in r.baselines.items()},
+        speedups_attainable={name: Paired.of([b / ((p + adamw_traffic / bw) / runs)
+                                              for b, p, bw in zip(times, r.products, r.bandwidth)])
+                             for name, times in r.baselines.items()},
         measurement_floor=Paired.of([share(s, f) for s, f in zip(r.step, r.forward)]) if r.forward else None,
     )

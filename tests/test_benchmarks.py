@@ -63,7 +63,7 @@ def test_roofline_ratios_against_hand_computed_values():
     rounds = Rounds(
         matmul=[matmul_seconds, matmul_seconds / 2],  # second round: 200 GFLOP/s
         step=[0.05, 0.02],
-        plain=[0.004, 0.002],
+        baselines={"plain": [0.004, 0.002], "single": [0.003, 0.003]},
         products=[0.03, 0.012],
         adamw=[0.01, 0.005],
         bandwidth=[20e9, 40e9],
@@ -81,14 +81,15 @@ def test_roofline_ratios_against_hand_computed_values():
     # round 2 0.015 / (0.012 + 0.005) = 0.882...
     assert roof.attainable.low == pytest.approx(0.75) and roof.attainable.high == pytest.approx(0.015 / 0.017)
     # plain model-step against the batched step per run: 0.004 / (0.05 / 30) = 2.4, 0.002 / (0.02 / 30) = 3.0
-    assert roof.plain_speedup.median == pytest.approx(2.7)
+    assert roof.speedups["plain"].median == pytest.approx(2.7)
+    assert roof.speedups["single"].low == pytest.approx(0.003 / (0.05 / 30))  # each baseline paired on its own
     # at the roofline the batched step takes products + AdamW floor: 0.04 and 0.017 s
-    assert roof.plain_speedup_attainable.low == pytest.approx(0.004 / (0.04 / 30))
-    assert roof.plain_speedup_attainable.high == pytest.approx(0.002 / (0.017 / 30))
+    assert roof.speedups_attainable["plain"].low == pytest.approx(0.004 / (0.04 / 30))
+    assert roof.speedups_attainable["plain"].high == pytest.approx(0.002 / (0.017 / 30))
     assert roof.measurement_floor.median == pytest.approx((2.0 / 2.05 + 1.0 / 1.02) / 2)
     assert f"{roof.fraction:.2f}" == "0.68 [rounds 0.60-0.75]"
 
 
 def test_roofline_without_forward_timings_has_no_measurement_floor():
-    rounds = Rounds([0.1], [0.05], [0.004], [0.03], [0.01], [20e9], [])
+    rounds = Rounds([0.1], [0.05], {"plain": [0.004]}, [0.03], [0.01], [20e9], [])
     assert roofline(rounds, flops=3e9, runs=30, adamw_traffic=200e6, share=lambda s, f: f).measurement_floor is None
