@@ -1,15 +1,15 @@
 """Throughput of empirical.engine.BatchedTrainer on the paper's MLP, against baselines run in this process.
 
 Prints
-  * the machine's float32 matmul rate (2048^3 ``torch.mm``, best of samples taken between the
-    other measurements, so that a host slowed down by other tenants at times is not mistaken for
-    engine efficiency),
   * for R runs trained together (default R = 1, 6, 30; paper MLP 784-200-200-200-10, batch 100,
-    summed squared loss, AdamW, synthetic data of the MNIST subset's shape): model-steps/s, the
-    achieved GFLOP/s (FLOPs counted exactly: forward, weight gradients, input gradients of every
-    layer but the first; 111.9 MFLOP per model-step), the fraction of the matmul rate, and the
-    speed-up over a plain one-model-at-a-time loop (``nn.Module`` + ``torch.optim.AdamW`` +
-    per-step batch indexing, same settings),
+    summed squared loss, AdamW, synthetic data of the MNIST subset's shape), timed in interleaved
+    rounds with every ratio paired within its round (``roofline.py`` says why): ms per batched
+    step, the fraction of the float32 matmul rate (FLOPs counted exactly: forward, weight
+    gradients, input gradients of every layer but the first; 111.9 MFLOP per model-step), the
+    step's matrix products alone as a fraction of it, AdamW's share of the step, the roofline
+    (the highest fraction any change keeping results identical could reach), and the speed-up
+    over a plain one-model-at-a-time loop (``nn.Module`` + ``torch.optim.AdamW`` + per-step batch
+    indexing, same settings), as a Markdown table,
   * with ``--breakdown``: the time of each part of one batched step at the largest R, and the
     alternatives measured while designing the engine (foreach vs fused AdamW, autograd vs the
     hand-written backward),
@@ -46,6 +46,9 @@ from ncgrok.empirical.engine import EVAL_CHUNK_SIZE, BatchedTrainer, RunConfig, 
 from ncgrok.empirical.measure import MeasurementData, measure_runs  # noqa: E402
 from ncgrok.empirical.models import ModelSpec, build_module  # noqa: E402
 from ncgrok.empirical.optim import adamw_init, adamw_update  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from roofline import adamw_bytes, roofline, time_rounds  # noqa: E402
 
 WEIGHT_DECAYS = (0.3, 0.1, 0.03, 0.01, 0.003, 0.001)
 FULL_STEPS = 100_000  # the paper's sweep; log_schedule(FULL_STEPS) has 193 logged steps
@@ -292,7 +295,9 @@ def measurement(spec: ModelSpec, r: int, repeats: int, matmul: MatmulRate) -> No
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="timed steps per repeat (default 30)")
+    parser.add_argument("--steps", type=int, default=8,
+                        help="batched steps per round at R = 30, scaled by 30 / R below it (default 8)")
+    parser.add_argument("--rounds", type=int, default=8, help="interleaved rounds per R (default 8)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats; the best is reported (default 3)")
     parser.add_argument("--runs", default="1,6,30", help="comma-separated numbers of runs (default 1,6,30)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's default)")
@@ -316,38 +321,24 @@ def main(argv=None) -> None:
         measurement(spec, max(runs), args.repeats, matmul)
         report_other_cpu_use(use)
         return
-    print(f"MLP 784-200-200-200-10, batch {batch_size}: {flops / 1e6:.1f} MFLOP per model-step")
-
-    base_best, base_med = best_time(plain_loop(spec, x, y, batch_size), max(args.steps, 50), args.repeats, matmul)
-    base_rate = 1 / base_best
-    results = []
+    print(f"MLP 784-200-200-200-10, batch {batch_size}: {flops / 1e6:.1f} MFLOP per model-step; medians over "
+          f"{args.rounds} interleaved rounds, each ratio paired within its round (benchmarks/roofline.py)")
+    plain = plain_loop(spec, x, y, batch_size)
+    print("| runs trained together | ms per batched step | fraction of matmul rate | products alone | AdamW share "
+          "| roofline | speed-up vs plain loop |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
     for r in runs:
         trainer = BatchedTrainer(spec, make_runs(r), x, y, batch_size=batch_size, device="cpu")
-        steps = max(5, args.steps if r >= 6 else args.steps * 5)
-        results.append((r, *best_time(trainer.train, steps, args.repeats, matmul)))
-        del trainer
-    matmul.sample(3)
-    rate = matmul.best
-    print(
-        f"matmul 2048^3: {rate:.1f} GFLOP/s (best of {len(matmul.samples)} samples taken between the"
-        f" measurements; median {statistics.median(matmul.samples):.1f})"
-    )
-    print(
-        f"plain loop (nn.Module + torch.optim.AdamW): {base_best * 1e3:.2f} ms/step (median {base_med * 1e3:.2f}),"
-        f" {base_rate:.0f} model-steps/s, {base_rate * flops / 1e9:.1f} GFLOP/s,"
-        f" fraction of matmul rate: {base_rate * flops / 1e9 / rate:.2f}"
-    )
-    for r, best, med in results:
-        model_steps = r / best
-        gflops = model_steps * flops / 1e9
-        print(
-            f"engine R={r:3d}: {best * 1e3:7.2f} ms/step (median {med * 1e3:.2f}), {model_steps:7.0f} model-steps/s,"
-            f" {gflops:6.1f} GFLOP/s, fraction of matmul rate: {gflops / rate:.2f},"
-            f" speed-up vs plain loop: {model_steps / base_rate:.1f}x"
-        )
+        rounds = time_rounds(trainer, {"plain": plain}, rounds=args.rounds, steps=args.steps * max(1, 30 // r))
+        roof = roofline(rounds, flops=r * flops, runs=r, adamw_traffic=adamw_bytes(trainer), share=measurement_share)
+        print(f"| engine, R = {r} | {statistics.median(rounds.step) * 1e3:.2f} | {roof.fraction.median:.2f} "
+              f"| {roof.products_fraction.median:.2f} | {roof.adamw_share.median:.0%} | {roof.attainable.median:.2f} "
+              f"| {roof.speedups['plain'].median:.2f}x |")
         if r == max(runs):
-            minutes = 30 * 100_000 / model_steps / 60
-            print(f"  -> 30 runs x 100k steps at this rate: {minutes:.0f} min")
+            minutes = FULL_STEPS * statistics.median(rounds.step) * 30 / r / 60
+            print(f"  -> 30 runs x {FULL_STEPS} steps at this rate: {minutes:.0f} min of training "
+                  f"(matmul rate in these rounds: {roof.matmul_rate:.0f} GFLOP/s)")
+        del trainer
     if args.breakdown:
         breakdown(spec, x, y, max(runs), batch_size, args.steps, args.repeats)
     report_other_cpu_use(use)
