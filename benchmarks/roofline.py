@@ -181,3 +181,10 @@ def roofline(r: Rounds, *, flops: float, runs: int, adamw_traffic: int, share: C
                              for name, times in r.baselines.items()},
         measurement_floor=Paired.of([share(s, f) for s, f in zip(r.step, r.forward)]) if r.forward else None,
     )
+
+
+def reach(best_possible: float, target: float, *, at_most: bool = False) -> str:
+    """Whether a target is in reach on this machine, given the best value the roofline allows:
+    at least ``target`` (or, ``at_most``, at most it; for shares such as the measurement's)."""
+    ok = best_possible <= target if at_most else best_possible >= target
+    return "reachable on this machine" if ok else "out of reach on this machine"

@@ -42,7 +42,7 @@ from ncgrok.empirical.models import ModelSpec  # noqa: E402
 from ncgrok.empirical.sweep import SweepConfig, run_sweep  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from roofline import adamw_bytes, roofline, time_rounds  # noqa: E402
+from roofline import adamw_bytes, reach, roofline, time_rounds  # noqa: E402
 from engine_throughput import (  # noqa: E402
     FULL_STEPS,
     WEIGHT_DECAYS,
@@ -133,7 +133,7 @@ def main() -> None:
     floor = roof.measurement_floor
     print(measurement_target_line(measurement_share(train_per_step, measure_per_log))
           + f"; paired, its forward passes alone would take {floor:.1%}: "
-          + ("reachable" if floor.median <= MEASUREMENT_SHARE_TARGET else "out of reach") + " on this machine")
+          + reach(floor.median, MEASUREMENT_SHARE_TARGET, at_most=True))
     print(f"paired in {args.rounds} interleaved rounds (median [lowest-highest round]): matmul rate "
           f"{roof.matmul_rate:.0f} GFLOP/s; training {roof.fraction:.2f} of it (best round against best sample: "
           f"{roof.fraction_best:.2f}); the step's matrix products alone "
@@ -144,15 +144,14 @@ def main() -> None:
     fraction, attainable = roof.fraction.median, roof.attainable.median
     print(target_line("training at least 0.75 of the matmul rate", fraction >= TRAINING_FRACTION_TARGET,
                       f"{fraction:.2f}, paired; the roofline allows {attainable:.2f}: "
-                      + ("reachable" if attainable >= TRAINING_FRACTION_TARGET else "out of reach")
-                      + " on this machine"))
+                      + reach(attainable, TRAINING_FRACTION_TARGET)))
     for name, paired_speedup in roof.speedups.items():
         print(f"speed-up over {name}, paired: {paired_speedup:.2f}x; at the roofline "
               f"{roof.speedups_attainable[name].median:.2f}x")
     speedup, at_roofline = roof.speedups["the plain loop"].median, roof.speedups_attainable["the plain loop"].median
     print(target_line("at least 4x over the plain loop", speedup >= PLAIN_LOOP_SPEEDUP_TARGET,
                       f"{speedup:.2f}x, paired; at the roofline {at_roofline:.2f}x: "
-                      + ("reachable" if at_roofline >= PLAIN_LOOP_SPEEDUP_TARGET else "out of reach") + " on this machine"))
+                      + reach(at_roofline, PLAIN_LOOP_SPEEDUP_TARGET)))
     bf16 = native_bfloat16()
     print("target: bfloat16-matmul at least 2x float32: "
           + (f"not measured by this script (the CPU has {', '.join(bf16)})" if bf16

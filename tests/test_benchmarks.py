@@ -20,7 +20,7 @@ from ncgrok.empirical.models import ModelSpec
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from engine_throughput import mlp_flops_per_step, mlp_forward_flops  # noqa: E402
-from roofline import Rounds, adamw_bytes, roofline, step_matrix_products  # noqa: E402
+from roofline import Rounds, adamw_bytes, reach, roofline, step_matrix_products  # noqa: E402
 
 PAPER_PARAMETERS = 784 * 200 + 200 + 2 * (200 * 200 + 200) + 200 * 10 + 10  # the paper's MLP, per run
 
@@ -93,3 +93,11 @@ def test_roofline_ratios_against_hand_computed_values():
 def test_roofline_without_forward_timings_has_no_measurement_floor():
     rounds = Rounds([0.1], [0.05], {"plain": [0.004]}, [0.03], [0.01], [20e9], [])
     assert roofline(rounds, flops=3e9, runs=30, adamw_traffic=200e6, share=lambda s, f: f).measurement_floor is None
+
+
+def test_reach_verdicts_at_and_past_the_target():
+    assert reach(0.75, 0.75) == "reachable on this machine"  # a roofline exactly at the target reaches it
+    assert reach(0.7499, 0.75) == "out of reach on this machine"
+    assert reach(0.06, 0.06, at_most=True) == "reachable on this machine"  # shares: lower is better
+    assert reach(0.0601, 0.06, at_most=True) == "out of reach on this machine"
+    assert reach(0.01, 0.06) == "out of reach on this machine"  # the direction matters
