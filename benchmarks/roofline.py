@@ -86,7 +86,7 @@ def adamw_bytes(trainer: BatchedTrainer) -> int:
 
 @dataclass(frozen=True)
 class Rounds:
-    """Per-round seconds (one entry per round) of each timed part, and the round count."""
+    """Seconds of each timed part, one entry per round (``bandwidth``: bytes per second)."""
 
     matmul: list[float]  # one 2048^3 product
     step: list[float]  # one batched training step (all runs)
@@ -101,7 +101,8 @@ def time_rounds(trainer: BatchedTrainer, baselines: dict[str, Callable[[int], No
                 steps: int = 8, baseline_steps: int = 30, forward: Callable[[], None] | None = None) -> Rounds:
     """Time every part once per round, back to back (see the module docstring). ``baselines``: by
     name, ``fn(n)`` training one model ``n`` steps; ``forward``, if given, is the measurement's
-    forward passes, timed once per round as well."""
+    forward passes, timed once per round as well. The trainer serves only for timing: it is trained
+    on and its AdamW update is repeated on stale gradients."""
     a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
     products = step_matrix_products(trainer)
     stream = StreamBandwidth()
