@@ -21,8 +21,8 @@ Prints
     and the floor the forward passes alone set at the matmul rate,
   * how much CPU other processes used meanwhile (the numbers are only meaningful on an idle machine).
 
-Usage: ``python benchmarks/engine_throughput.py [--steps 30] [--runs 1,6,30] [--breakdown]``
-(about a minute with the defaults on 2 cores); ``python benchmarks/engine_throughput.py --measure
+Usage: ``python benchmarks/engine_throughput.py [--rounds 8] [--steps 8] [--runs 1,6,30] [--breakdown]``
+(about two minutes with the defaults on 2 cores); ``python benchmarks/engine_throughput.py --measure
 [--runs 30] [--repeats 3]`` (about 30 s).
 """
 

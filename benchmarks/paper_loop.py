@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +47,7 @@ from ncgrok.empirical.sweep import SweepConfig  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from engine_throughput import FULL_STEPS, WEIGHT_DECAYS  # noqa: E402
+from roofline import timed  # noqa: E402
 
 BATCH = 100
 NUM_CLASSES = 10
@@ -118,12 +118,6 @@ class ScriptLikeRun:
                     reps = self.penultimate[y == c]
                     if len(reps):
                         scatter += float(torch.linalg.vector_norm(reps - means[c]) ** 2)
-
-
-def timed(fn, per: int = 1) -> float:
-    start = time.perf_counter()
-    fn()
-    return (time.perf_counter() - start) / per
 
 
 def main() -> None:

@@ -97,6 +97,13 @@ class Rounds:
     forward: list[float]  # the forward passes of one measurement alone (empty if not asked for)
 
 
+def timed(fn: Callable[[], object], per: int = 1) -> float:
+    """Wall-clock seconds of one call of ``fn`` divided by ``per`` (the steps it makes)."""
+    start = time.perf_counter()
+    fn()
+    return (time.perf_counter() - start) / per
+
+
 def time_rounds(trainer: BatchedTrainer, baselines: dict[str, Callable[[int], None]], *, rounds: int = 12,
                 steps: int = 8, baseline_steps: int = 30, forward: Callable[[], None] | None = None) -> Rounds:
     """Time every part once per round, back to back (see the module docstring). ``baselines``: by
@@ -110,11 +117,6 @@ def time_rounds(trainer: BatchedTrainer, baselines: dict[str, Callable[[int], No
     for baseline in baselines.values():
         baseline(5)
     out = Rounds([], [], {name: [] for name in baselines}, [], [], [], [])
-
-    def timed(fn: Callable[[], object], per: int) -> float:
-        start = time.perf_counter()
-        fn()
-        return (time.perf_counter() - start) / per
 
     for _ in range(rounds):
         out.matmul.append(timed(lambda: a @ b, 1))
